@@ -168,6 +168,17 @@ for _d in (18, 50):
         register(f"resnet{_d}_{_m}")(_resnet_builder(_d, _m))
 
 
+def _cnn_converted(mode: str):
+    """The 2D ``cnn`` converted by :func:`to_3d` (same 2D design for the 2.5D/3D/ACS comparison)."""
+    def build(in_channels, num_classes, dims, size, **kw):
+        return to_3d(_cnn(in_channels, num_classes, 2, size, **kw), mode)
+    return build
+
+
+for _m in CONV_MODES:
+    register(f"cnn_{_m}")(_cnn_converted(_m))
+
+
 # ----------------------------------------------------------------------------- 2D -> 3D
 class ACSConv(nn.Module):
     """ACS convolution: a 2D kernel (out, in, k, k) applied to volumes (N, C, D, H, W).

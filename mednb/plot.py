@@ -172,13 +172,14 @@ def orthogonal(volume, index=None, mask=None, axes=None, title: str | None = Non
     m = None if mask is None else (_np(mask)[0] if _np(mask).ndim == 4 else _np(mask))
     idx = index or tuple(s // 2 for s in v.shape)
     fig, axes = (axes[0].figure, axes) if axes is not None else plt.subplots(1, 3, figsize=(7.5, 2.7))
-    views = [("axial", (idx[0], slice(None), slice(None))), ("coronal", (slice(None), idx[1], slice(None))),
-             ("sagittal", (slice(None), slice(None), idx[2]))]
-    for ax, (name, sl) in zip(axes, views):
+    views = [("axial", "z", idx[0], (idx[0], slice(None), slice(None))),
+             ("coronal", "y", idx[1], (slice(None), idx[1], slice(None))),
+             ("sagittal", "x", idx[2], (slice(None), slice(None), idx[2]))]
+    for ax, (name, axis, i, sl) in zip(axes, views):
         ax.imshow(v[sl], cmap="gray", vmin=v.min(), vmax=v.max())
         if m is not None and m[sl].any():
             ax.contour(m[sl], levels=[0.5], colors="r", linewidths=0.7)
-        ax.set_title(f"{name} {[i for i in idx if True][views.index((name, sl))]}", fontsize=8)
+        ax.set_title(f"{name} {axis}={i}", fontsize=8)
         ax.axis("off")
     if title:
         fig.suptitle(title)

@@ -1,0 +1,145 @@
+"""Notebook 01 — baselines on MedMNIST with the paper's protocol, and paper-vs-ours tables.
+
+The protocol of MedMNIST v2 (Yang et al., Scientific Data 2023) is :data:`mednb.engine.PAPER`
+(Adam lr 1e-3, batch 128 / 3D 32, 100 epochs, LR ×0.1 at 50 % and 75 %, best validation AUC);
+the profiles below scale its epochs. :func:`run_seeds` trains one (dataset, model) pair over
+seeds and returns records (``test_auc``, ``test_acc`` tagged ``dataset``, ``model``, ``seed``);
+:func:`compare` puts ours (mean ± sd) beside the paper's numbers from :mod:`mednb.references`.
+
+Command line (the measurements in BENCHMARKS.md)::
+
+    python -m mednb.baseline breastmnist cnn --epochs 50 --seeds 0 1 2 --out runs.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+PROFILES = {
+    "smoke": dict(DATASET="phantom2d", DATASET_3D="phantom3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
+                  COMPARE_MODELS=["cnn"], EPOCHS=6, EPOCHS_3D=3, BATCH_SIZE=64, BATCH_SIZE_3D=32, LR=1e-3,
+                  SEEDS=[0], N_TRAIN=600, DEVICE="auto"),
+    "student": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
+                    COMPARE_MODELS=["cnn", "resnet18"], EPOCHS=30, EPOCHS_3D=8, BATCH_SIZE=128, BATCH_SIZE_3D=32,
+                    LR=1e-3, SEEDS=[0], N_TRAIN=0, DEVICE="auto"),
+    "full": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="resnet18",
+                 MODEL_3D="resnet18_3d", COMPARE_MODELS=["cnn", "resnet18", "resnet50"], EPOCHS=100, EPOCHS_3D=100,
+                 BATCH_SIZE=128, BATCH_SIZE_3D=32, LR=1e-3, SEEDS=[0, 1, 2], N_TRAIN=0, DEVICE="auto"),
+}
+"""Knobs: DATASET/DATASET_3D (2D and 3D set), SIZE, MODEL/MODEL_3D (registry names for the detailed
+runs), COMPARE_MODELS (2D models compared with the paper's ResNets), EPOCHS/EPOCHS_3D, BATCH_SIZE(_3D),
+LR, SEEDS, N_TRAIN (phantom training-set size; 0 = the dataset's own split), DEVICE."""
+
+# registry model -> the paper row it corresponds to (for the comparison table)
+PAPER_ROW = {"resnet18": "ResNet-18 ({size})", "resnet50": "ResNet-50 ({size})",
+             "resnet18_3d": "ResNet-18+3D", "resnet18_2.5d": "ResNet-18+2.5D", "resnet18_acs": "ResNet-18+ACS",
+             "resnet50_3d": "ResNet-50+3D", "resnet50_2.5d": "ResNet-50+2.5D", "resnet50_acs": "ResNet-50+ACS"}
+
+
+def load(name: str, size: int = 28, n_train: int = 0, seed: int = 0):
+    """:func:`mednb.data.load`, with phantom sizes ``(n_train, n_train/4, n_train/2)`` when ``n_train``."""
+    from . import data
+    if name in data.PHANTOMS and n_train:
+        return data.load(name, size, counts=(n_train, max(n_train // 4, 8), max(n_train // 2, 8)), seed=seed)
+    return data.load(name, size)
+
+
+def records_of(result, dataset: str, model: str, seed: int, **tags) -> list[dict]:
+    """Plain record dicts (``metric``, ``value``, tags) for a :class:`~mednb.engine.FitResult`."""
+    base = dict(dataset=dataset, model=model, seed=int(seed), **tags)
+    out = [{"metric": "test_auc", "value": float(result.test["auc"]), **base},
+           {"metric": "test_acc", "value": float(result.test["acc"]), **base},
+           {"metric": "val_auc", "value": float(result.best.get("val_auc", math.nan)), **base},
+           {"metric": "best_epoch", "value": int(result.best_epoch), **base},
+           {"metric": "train_seconds", "value": float(result.seconds), **base}]
+    return out
+
+
+def run_seeds(splits, model: str, seeds, *, epochs: int, progress: bool = True, record: bool = False,
+              keep: bool = False, **fit_kw):
+    """Train ``model`` once per seed with :func:`mednb.engine.train`; return ``(records, results)``.
+
+    ``results`` holds the FitResults when ``keep`` (else an empty list, to free memory).
+    ``record=True`` also calls :func:`mednb.record` for ``test_auc`` / ``test_acc``.
+    """
+    from . import engine
+    from .recording import record as _record
+    recs, results = [], []
+    for seed in seeds:
+        res = engine.train(splits, model, seed=int(seed), epochs=epochs, progress=progress,
+                           desc=f"{model} {splits.name} seed {seed}", **fit_kw)
+        rs = records_of(res, splits.name, model, seed)
+        recs += rs
+        if record:
+            for r in rs[:2]:
+                _record(r["metric"], r["value"], dataset=r["dataset"], model=r["model"], seed=r["seed"])
+        if keep:
+            results.append(res)
+    return recs, results
+
+
+def compare(records, size: int = 28, metrics=("test_auc", "test_acc")):
+    """DataFrame: one row per (dataset, model) run, ours as mean ± sd (n) beside the paper's
+    AUC/ACC for the matching ResNet row (and the best paper ResNet on that dataset)."""
+    import pandas as pd
+    from . import metrics as M
+    from . import references as R
+    df = pd.DataFrame([r for r in records if r["metric"] in metrics])
+    rows = []
+    if df.empty:
+        return pd.DataFrame(rows)
+    for (ds, model), g in df.groupby(["dataset", "model"], sort=False):
+        row = {"dataset": ds, "model": model}
+        for m in metrics:
+            row[f"ours {m.split('_')[1].upper()}"] = M.fmt(g.loc[g.metric == m, "value"].tolist())
+        paper_row = PAPER_ROW.get(model, "").format(size=size)
+        ref = R.lookup(ds, paper_row) if paper_row and R.has(ds) else None
+        row["paper row"] = paper_row or "–"
+        row["paper AUC"] = f"{ref['auc']:.3f}" if ref else "–"
+        row["paper ACC"] = f"{ref['acc']:.3f}" if ref else "–"
+        best = R.best(ds, size=size) if R.has(ds) else None
+        row["best paper ResNet (AUC/ACC)"] = f"{best['method']}: {best['auc']:.3f}/{best['acc']:.3f}" if best else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    """Train over seeds and append records (JSON lines) to ``--out``; print the summary."""
+    p = argparse.ArgumentParser(prog="python -m mednb.baseline", description=main.__doc__)
+    p.add_argument("dataset")
+    p.add_argument("model")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--size", type=int, default=28)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="append JSON-line records here")
+    a = p.parse_args(argv)
+    from . import data
+    from .runtime import env_info
+    splits = data.load(a.dataset, a.size)
+    env = env_info(a.device)
+    recs = []
+    for seed in a.seeds:
+        r, _ = run_seeds(splits, a.model, [seed], epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                         device=a.device, progress=False)
+        for rec in r:
+            rec.update(epochs=a.epochs, size=a.size, device_name=env["device_name"], commit=env["commit"],
+                       torch=env["versions"]["torch"])
+        recs += r
+        line = {x["metric"]: x["value"] for x in r}
+        print(json.dumps({"dataset": a.dataset, "model": a.model, "seed": seed, **line}), flush=True)
+        if a.out:
+            with open(a.out, "a") as f:
+                for rec in r:
+                    f.write(json.dumps(rec) + "\n")
+    print(compare(recs, a.size).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

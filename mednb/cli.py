@@ -1,0 +1,152 @@
+"""The ``mednb`` command line.
+
+::
+
+    mednb run [NOTEBOOK ...] --profile {smoke,student,full} --out DIR [--resume] [-p NAME VALUE]...
+    mednb data list | info NAME | fetch NAME [--size N] | verify
+    mednb bench ...            (benchmarks, see ``mednb bench --help``)
+
+User errors (a bad parameter, a missing or corrupt file, an unknown name) print one clear
+message, no traceback, and exit with status 2; ``run`` exits 1 when a notebook failed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .params import PROFILES, ParamError
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mednb", description="mednb: MedMNIST teaching-and-benchmarking workbook")
+    sub = ap.add_subparsers(dest="cmd", metavar="{run,data,bench}")
+    sub.required = True
+
+    r = sub.add_parser("run", help="execute notebooks with papermill and collect their results",
+                       description="Execute notebooks (all, in order, by default) with papermill; write executed "
+                                   "notebooks, metrics.jsonl, results.csv, report.md and env.json into --out.")
+    r.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
+                   help="file stem (00_medmnist_tour), unique prefix (00) or path; default: all")
+    r.add_argument("--profile", required=True, choices=PROFILES, help="smoke | student | full")
+    r.add_argument("--out", required=True, metavar="DIR", help="results folder")
+    r.add_argument("--resume", action="store_true", help="skip notebooks already completed in DIR")
+    r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="override a knob in every selected notebook that has it (Python literal or text)")
+    r.add_argument("--notebooks-dir", metavar="D", help="where the notebooks are (default: the clone's notebooks/)")
+    r.add_argument("--cell-timeout", type=int, default=None, metavar="S",
+                   help="fail a notebook whose cell runs longer than S seconds")
+
+    d = sub.add_parser("data", help="list, describe, fetch and verify datasets")
+    ds = d.add_subparsers(dest="data_cmd", metavar="{list,info,fetch,verify}")
+    ds.required = True
+    ds.add_parser("list", help="every dataset, with what is present in the data root")
+    i = ds.add_parser("info", help="describe a dataset (offline)")
+    i.add_argument("name")
+    f = ds.add_parser("fetch", help="download a MedMNIST file (MD5-checked) or generate a phantom")
+    f.add_argument("name")
+    f.add_argument("--size", type=int, default=28, help="28 (default), 64, 128 or 224 (3D: 28, 64)")
+    f.add_argument("--force", action="store_true", help="download again even when present")
+    ds.add_parser("verify", help="check every MedMNIST file in the data root against its MD5")
+
+    sub.add_parser("bench", help="benchmarks (mednb.bench)", add_help=False, prefix_chars="\0").add_argument(
+        "rest", nargs=argparse.REMAINDER)
+    return ap
+
+
+# ----------------------------------------------------------------------------- data
+def data_list() -> int:
+    from . import data
+    from medmnist import INFO
+    root = data.data_root()
+    print(f"data root: {root}")
+    print(f"{'name':<16} {'dims':>4}  {'task':<26} {'classes':>7}  {'sizes':<16} present")
+    for key in data.names():
+        sizes = data.valid_sizes(key)
+        if key in data.PHANTOMS:
+            task, k = "multi-class", 4
+            cached = sorted({int(p.name.split("_")[1]) for p in (root / "phantoms").glob(f"{key}_*.npz")}) \
+                if (root / "phantoms").is_dir() else []
+            present = "built-in" + (f" (cached {','.join(map(str, cached))})" if cached else "")
+        else:
+            task, k = INFO[key]["task"], len(INFO[key]["label"])
+            have = [s for s in sizes if (root / data.filename(key, s)).exists()]
+            present = ",".join(map(str, have)) if have else "absent"
+        print(f"{key:<16} {data.dims_of(key):>3}D  {task:<26} {k:>7}  {','.join(map(str, sizes)):<16} {present}")
+    return 0
+
+
+def data_info(name: str) -> int:
+    from . import data
+    print(data.info_card(name))
+    return 0
+
+
+def data_fetch(name: str, size: int, force: bool) -> int:
+    from . import data
+    key = data.check_name(name)
+    if key in data.PHANTOMS:
+        s = data.load(key, size)
+        print(f"{key} is built in: generated and cached at {s.path}")
+        return 0
+    path = data.fetch(key, size, force=force)
+    print(f"OK {path} (md5 {data.md5sum(path)})")
+    return 0
+
+
+def data_verify() -> int:
+    from . import data
+    root = data.data_root()
+    rows = data.verify(root)
+    if not rows:
+        print(f"no MedMNIST files in {root}")
+        return 0
+    for fn, status, detail in rows:
+        print(f"{status:<8} {fn:<30} {detail}")
+    bad = sum(s != "OK" for _, s, _ in rows)
+    print(f"{len(rows) - bad}/{len(rows)} files OK in {root}" + (f"; {bad} CORRUPT (delete and fetch again)" if bad else ""))
+    return 1 if bad else 0
+
+
+# ----------------------------------------------------------------------------- bench
+def bench(rest: list[str]) -> int:
+    try:
+        from . import bench as _bench
+    except ImportError as e:
+        raise ParamError(f"mednb bench is not available in this install ({e})") from None
+    bp = argparse.ArgumentParser(prog="mednb bench", description=(_bench.__doc__ or "").strip().splitlines()[0]
+                                 if _bench.__doc__ else None)
+    _bench.add_arguments(bp)
+    return int(_bench.run(bp.parse_args(rest)) or 0)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    from .data import DataError
+    try:
+        if args.cmd == "run":
+            from . import runner
+            return runner.run(args.notebooks, profile=args.profile, out=args.out, resume=args.resume,
+                              overrides=args.parameter, notebooks_dir=args.notebooks_dir,
+                              cell_timeout=args.cell_timeout)
+        if args.cmd == "data":
+            if args.data_cmd == "list":
+                return data_list()
+            if args.data_cmd == "info":
+                return data_info(args.name)
+            if args.data_cmd == "fetch":
+                return data_fetch(args.name, args.size, args.force)
+            return data_verify()
+        if args.cmd == "bench":
+            return bench(args.rest)
+    except (ParamError, DataError, ValueError) as e:
+        print(f"mednb: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mednb: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Self-supervised pretraining on unlabeled images (notebook 04), 2D and 3D.
+
+``pretrain(method, model, x_unlabeled_uint8, epochs=…, batch_size=…, lr=…)`` trains the
+``features`` of a mednb ``Classifier`` with one pretext method and returns
+:class:`PretrainResult` (``model``, ``history``, ``checkpoint``, ``method``). Methods (one file
+each, over :class:`mednb.ssl.base.Pretext`):
+
+=============  ==========================  ===============================================
+ name           family                      paper
+=============  ==========================  ===============================================
+ rotation       predictive                  Gidaris et al., ICLR 2018
+ jigsaw         predictive                  Noroozi & Favaro, ECCV 2016
+ genesis        generative (restoration)    Zhou et al., MICCAI 2019 (Models Genesis)
+ autoencoder    generative (denoising)      Vincent et al., ICML 2008
+ simclr         contrastive                 Chen et al., ICML 2020
+ byol           distillation                Grill et al., NeurIPS 2020
+ barlow         information maximization    Zbontar et al., ICML 2021
+ deepcluster    clustering                  Caron et al., ECCV 2018
+=============  ==========================  ===============================================
+
+Checkpoints are cached in ``data_root()/checkpoints/ssl/`` under a key of (method, dataset,
+model name, input shape, data fingerprint, training parameters, method keywords): a second call
+reloads instead of retraining; ``force=True`` retrains. The evaluation helpers (linear probe,
+fine-tuning at label fractions vs scratch, kNN monitor) are in :mod:`mednb.ssl.evaluation`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..engine import load_checkpoint, placement, save_checkpoint
+from ..runtime import get_device, seed_everything
+from . import genesis
+from .autoencoder import Autoencoder
+from .barlow import BarlowTwins
+from .base import Decoder, Pretext
+from .byol import BYOL
+from .deepcluster import DeepCluster
+from .evaluation import (PROTOCOLS, compare, embed, embedding_2d, finetune, knn_accuracy, knn_monitor,
+                         linear_probe)
+from .genesis import Genesis
+from .jigsaw import Jigsaw
+from .rotation import Rotation
+from .simclr import SimCLR
+
+METHODS: dict[str, type[Pretext]] = {c.name: c for c in (Rotation, Jigsaw, Genesis, Autoencoder, SimCLR, BYOL,
+                                                          BarlowTwins, DeepCluster)}
+FAMILIES = {name: cls.family for name, cls in METHODS.items()}
+
+PROFILES = {
+    "smoke": dict(DATASET="phantom2d", SIZE=28, MODEL="cnn", PHANTOM_COUNTS=[400, 100, 200],
+                  METHODS=["rotation", "genesis"], N_UNLABELED=0, PRETRAIN_EPOCHS=2, BATCH_SIZE=64, LR=1e-3,
+                  FT_EPOCHS=2, FT_LR=1e-3, LABEL_FRACTIONS=[0.1, 1.0], SEEDS=[0],
+                  PROTOCOLS=["linear", "finetune"], FORCE_RETRAIN=False, EMBEDDING="pca",
+                  DATASET_3D="phantom3d", MODEL_3D="cnn", PHANTOM_COUNTS_3D=[48, 24, 48], N_UNLABELED_3D=0,
+                  PRETRAIN_EPOCHS_3D=1, FT_EPOCHS_3D=2, LABEL_FRACTIONS_3D=[1.0], DEVICE="auto"),
+    "student": dict(DATASET="breastmnist", SIZE=28, MODEL="cnn", PHANTOM_COUNTS=[1200, 300, 600],
+                    METHODS=list(METHODS), N_UNLABELED=0, PRETRAIN_EPOCHS=30, BATCH_SIZE=128, LR=1e-3,
+                    FT_EPOCHS=15, FT_LR=1e-3, LABEL_FRACTIONS=[0.01, 0.1, 1.0], SEEDS=[0, 1, 2],
+                    PROTOCOLS=["linear", "finetune"], FORCE_RETRAIN=False, EMBEDDING="tsne",
+                    DATASET_3D="adrenalmnist3d", MODEL_3D="cnn", PHANTOM_COUNTS_3D=[400, 100, 200],
+                    N_UNLABELED_3D=0, PRETRAIN_EPOCHS_3D=5, FT_EPOCHS_3D=8, LABEL_FRACTIONS_3D=[0.1, 1.0],
+                    DEVICE="auto"),
+    "full": dict(DATASET="breastmnist", SIZE=28, MODEL="resnet18", PHANTOM_COUNTS=[1200, 300, 600],
+                 METHODS=list(METHODS), N_UNLABELED=0, PRETRAIN_EPOCHS=200, BATCH_SIZE=256, LR=1e-3,
+                 FT_EPOCHS=50, FT_LR=1e-3, LABEL_FRACTIONS=[0.01, 0.1, 1.0], SEEDS=[0, 1, 2, 3, 4],
+                 PROTOCOLS=["linear", "finetune"], FORCE_RETRAIN=False, EMBEDDING="tsne",
+                 DATASET_3D="adrenalmnist3d", MODEL_3D="resnet18_3d", PHANTOM_COUNTS_3D=[400, 100, 200],
+                 N_UNLABELED_3D=0, PRETRAIN_EPOCHS_3D=100, FT_EPOCHS_3D=50, LABEL_FRACTIONS_3D=[0.1, 1.0],
+                 DEVICE="auto"),
+}
+
+
+def names() -> list[str]:
+    """Valid method names."""
+    return list(METHODS)
+
+
+def _check(method: str) -> str:
+    key = str(method).lower()
+    if key not in METHODS:
+        raise ValueError(f"unknown ssl method {method!r}; valid: {', '.join(METHODS)}")
+    return key
+
+
+def create(method: str, model: nn.Module, in_channels: int, size: int, dims: int, **method_kw) -> Pretext:
+    """Wrap ``model`` in the pretext method ``method`` (its heads built here)."""
+    return METHODS[_check(method)](model, in_channels, size, dims, **method_kw)
+
+
+@dataclass
+class PretrainResult:
+    """``model``: the classifier with pretrained ``features``; ``method``: the pretext object (heads);
+    ``history``: per epoch ``{"epoch", "loss", "seconds", ["knn_acc"], …}``; ``cached``: reloaded."""
+    model: nn.Module
+    history: list[dict]
+    checkpoint: Path | None
+    method: Pretext
+    cached: bool = False
+    seconds: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+
+def fingerprint(x: torch.Tensor) -> str:
+    """Short hash of a tensor's shape and a strided sample of its bytes (cheap data identity)."""
+    h = hashlib.sha1(str(tuple(x.shape)).encode())
+    step = max(1, len(x) // 128)
+    h.update(x[::step].contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def checkpoint_dir() -> Path:
+    from ..data import data_root
+    return data_root() / "checkpoints" / "ssl"
+
+
+def checkpoint_path(meta: dict) -> Path:
+    blob = json.dumps(meta, sort_keys=True, default=str)
+    key = hashlib.sha1(blob.encode()).hexdigest()[:12]
+    return checkpoint_dir() / f"{meta['method']}_{meta['dataset']}_{meta['model']}_{key}.pt"
+
+
+def pretrain(method: str, model: nn.Module, x_unlabeled_uint8: torch.Tensor, *, epochs: int, batch_size: int,
+             lr: float, device="auto", seed: int = 0, cache: bool = True, force: bool = False,
+             progress: bool = True, dataset: str | None = None, knn=None, weight_decay: float = 1e-5,
+             **method_kw) -> PretrainResult:
+    """Pretrain ``model.features`` with a pretext ``method`` on unlabeled uint8 images.
+
+    x_unlabeled_uint8: (N,C,S,S) or (N,C,S,S,S) — training images only, labels never used.
+    Adam + cosine schedule; batches of ``batch_size`` (a last batch of < 2 is dropped).
+    knn: optional ``(x_bank, y_bank, x_query, y_query)`` (:func:`knn_monitor`) → ``knn_acc`` per epoch.
+    cache/force: reload ``data_root()/checkpoints/ssl/<key>.pt`` when present unless ``force``.
+    method_kw: the method's own options (e.g. ``grid``, ``n_perms`` for jigsaw; ``tau`` for byol).
+    """
+    key = _check(method)
+    x = torch.as_tensor(x_unlabeled_uint8)
+    if x.dtype != torch.uint8 or x.ndim not in (4, 5):
+        raise ValueError(f"x_unlabeled_uint8 must be uint8 (N,C,H,W) or (N,C,D,H,W), got {x.dtype} {tuple(x.shape)}")
+    if len(x) < 2:
+        raise ValueError("need at least 2 unlabeled images")
+    dims, in_ch, size = x.ndim - 2, int(x.shape[1]), int(x.shape[-1])
+    device = get_device(device)
+    seed_everything(seed)
+    obj = create(key, model, in_ch, size, dims, **method_kw).to(device)
+    meta = dict(method=key, dataset=str(dataset or "data"), model=getattr(model, "mednb_name", type(model).__name__),
+                dims=dims, in_channels=in_ch, size=size, n=len(x), data=fingerprint(x), epochs=int(epochs),
+                batch_size=int(batch_size), lr=float(lr), weight_decay=float(weight_decay), seed=int(seed),
+                method_kw={k: method_kw[k] for k in sorted(method_kw)})
+    path = checkpoint_path(meta) if cache else None
+    if path is not None and path.exists() and not force:
+        ckpt = load_checkpoint(obj, path)
+        obj.eval()
+        return PretrainResult(model, list(ckpt.get("history", [])), path, obj, cached=True,
+                              seconds=float(ckpt.get("seconds", 0.0)), meta=meta)
+
+    from tqdm.auto import tqdm
+    x_dev = x.to(device) if device.type != "cpu" and placement(x.numel(), device) else x
+    g_order = torch.Generator().manual_seed(int(seed))
+    g_aug = torch.Generator(device=device).manual_seed(int(seed) + 1) if device.type == "cuda" else \
+        torch.Generator().manual_seed(int(seed) + 1)
+    bs = min(int(batch_size), len(x))
+    steps = max(1, len(x) // bs)
+    opt = torch.optim.Adam(obj.trainable_parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * steps))
+    history = []
+    knn_init = knn_accuracy(model, *knn, device=device) if knn is not None else None
+    t0 = time.perf_counter()
+    bar = tqdm(range(1, int(epochs) + 1), desc=f"{key} {meta['dataset']}", unit="ep", disable=not progress)
+    for epoch in bar:
+        obj.train()
+        log = {"epoch": epoch, **obj.start_epoch(x_dev, device, g_order, max(bs, 64))}
+        order = torch.randperm(len(x), generator=g_order)
+        tot, nb, extra = 0.0, 0, {}
+        for i in range(0, len(x) - 1, bs):
+            idx = order[i:i + bs]
+            if len(idx) < 2:
+                break
+            xb = x_dev[idx.to(x_dev.device)].to(device, non_blocking=True).float().div_(255.0)
+            loss, info = obj.loss(xb, idx, g_aug)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            obj.after_step()
+            tot += float(loss.detach())
+            nb += 1
+            for k, v in info.items():
+                extra[k] = extra.get(k, 0.0) + float(v)
+        log["loss"] = tot / max(nb, 1)
+        log.update({k: v / max(nb, 1) for k, v in extra.items()})
+        if knn is not None:
+            log["knn_acc"] = knn_accuracy(model, *knn, device=device)
+        log["seconds"] = time.perf_counter() - t0
+        history.append(log)
+        bar.set_postfix({k: round(v, 4) for k, v in log.items() if k in ("loss", "knn_acc")})
+    bar.close()
+    obj.eval()
+    seconds = time.perf_counter() - t0
+    if knn_init is not None:
+        meta["knn_init"] = knn_init
+    if path is not None:
+        save_checkpoint(obj, path, {"history": history, "seconds": seconds, "knn_init": knn_init})
+    return PretrainResult(model, history, path, obj, cached=False, seconds=seconds, meta=meta)
+
+
+__all__ = ["METHODS", "FAMILIES", "PROFILES", "PROTOCOLS", "PretrainResult", "Decoder", "Pretext", "names",
+           "create", "pretrain", "genesis", "compare", "embed", "embedding_2d", "finetune", "knn_accuracy",
+           "knn_monitor", "linear_probe", "checkpoint_dir", "checkpoint_path", "fingerprint"]

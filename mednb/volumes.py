@@ -1,0 +1,306 @@
+"""3D-specific helpers for notebook 08: projections, memory estimates and the 2.5D / 3D / ACS study.
+
+* :func:`mip` — maximum-intensity projection of (C,D,H,W) or (D,H,W) volumes along an axis.
+* :func:`estimate_memory` — training memory predicted *before* training: parameters, gradients,
+  optimizer state and the activations kept for backward (counted with forward hooks on a
+  1-sample "meta" tensor, so nothing is allocated).
+* :func:`measure_peak_memory` — the measured peak: ``torch.cuda.max_memory_allocated`` on CUDA; on
+  CPU the growth of the peak resident set (``ru_maxrss``) of a fresh subprocess over one
+  training step.
+* :func:`conv_model` — the same 2D design converted three ways (``models.to_3d``): ``2.5d``
+  (per-slice 1×k×k kernels), ``3d`` (k×k×k, I3D-inflated), ``acs`` (axial/coronal/sagittal
+  2D kernels; Yang et al., IEEE JBHI 2021), as in MedMNIST v2's 3D rows.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import models
+from .runtime import get_device
+
+CONVS = ("2.5d", "3d", "acs")
+AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
+
+PROFILES = {
+    "smoke": dict(DATASETS=["phantom3d"], SIZES=[28], CONVS=["2.5d", "3d", "acs"], BACKBONE="cnn", WIDTH=8,
+                  EPOCHS=3, BATCH_SIZE=32, LR=2e-3, SEEDS=[0], PHANTOM_COUNTS=[160, 40, 80],
+                  LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=2, AUGMENT="flip", FORCE_PRETRAIN=False,
+                  MEASURE_MEMORY=False, DEVICE="auto"),
+    "student": dict(DATASETS=["adrenalmnist3d"], SIZES=[28, 64], CONVS=["2.5d", "3d", "acs"], BACKBONE="cnn",
+                    WIDTH=16, EPOCHS=10, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1], PHANTOM_COUNTS=[400, 100, 200],
+                    LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=10, AUGMENT="basic", FORCE_PRETRAIN=False,
+                    MEASURE_MEMORY=True, DEVICE="auto"),
+    "full": dict(DATASETS=["organmnist3d", "nodulemnist3d", "adrenalmnist3d", "fracturemnist3d", "vesselmnist3d",
+                           "synapsemnist3d"], SIZES=[28, 64], CONVS=["2.5d", "3d", "acs"], BACKBONE="resnet18",
+                 WIDTH=64, EPOCHS=100, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1, 2], PHANTOM_COUNTS=[400, 100, 200],
+                 LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=100, AUGMENT="basic", FORCE_PRETRAIN=False,
+                 MEASURE_MEMORY=True, DEVICE="auto"),
+}
+
+
+def mip(volume, axis: str | int = "axial") -> torch.Tensor:
+    """Maximum-intensity projection. volume: (C,D,H,W) or (D,H,W); axis: axial/coronal/sagittal or 0–2.
+
+    Returns (C,H,W)-like (or 2D) projections of the same dtype.
+    """
+    v = torch.as_tensor(volume)
+    if isinstance(axis, str):
+        if axis not in AXES:
+            raise ValueError(f"unknown axis {axis!r}; valid: {', '.join(AXES)}")
+        axis = AXES[axis]
+    if v.ndim not in (3, 4):
+        raise ValueError(f"volume must be (C,D,H,W) or (D,H,W), got shape {tuple(v.shape)}")
+    return v.amax(dim=axis + (v.ndim - 3))
+
+
+def plot_mip(volume, mask=None, title: str | None = None):
+    """The three MIPs of a volume side by side (mask MIPs as red contours)."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.7))
+    for ax, name in zip(axes, AXES):
+        p = mip(volume, name)
+        ax.imshow((p[0] if p.ndim == 3 else p).float(), cmap="gray")
+        if mask is not None:
+            m = mip(mask, name)
+            m = m[0] if m.ndim == 3 else m
+            if m.any():
+                ax.contour(m.float(), levels=[0.5], colors="r", linewidths=0.7)
+        ax.set_title(f"MIP {name}", fontsize=8)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def conv_model(conv: str, in_channels: int, num_classes: int, size: int = 28, backbone: str = "cnn",
+               width: int | None = None) -> nn.Module:
+    """``backbone`` (``cnn``, ``resnet18``, ``resnet50``) as a 2.5D, 3D or ACS volume classifier."""
+    if conv not in CONVS:
+        raise ValueError(f"unknown conv {conv!r}; valid: {', '.join(CONVS)}")
+    kw = {"width": width} if backbone == "cnn" and width else {}
+    return models.create(f"{backbone}_{conv}", in_channels, num_classes, dims=3, size=size, **kw)
+
+
+# ----------------------------------------------------------------------------- memory
+_ADAM_STATES = {"adam": 2, "adamw": 2, "sgd": 1, "none": 0}
+
+
+def estimate_memory(model: nn.Module, input_shape, batch_size: int, optimizer: str = "adam",
+                    training: bool = True, bytes_per_value: int = 4) -> dict:
+    """Predict training memory in bytes before training. input_shape: (C,D,H,W) or (C,H,W).
+
+    parameters + gradients + optimizer state (Adam: 2 per parameter) + activations: the outputs of
+    every leaf module for ``batch_size`` samples (what autograd keeps for backward), measured with
+    hooks on a meta-device copy. Returns a dict of components and ``total``.
+    """
+    if optimizer not in _ADAM_STATES:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(_ADAM_STATES)}")
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    import copy
+    meta = copy.deepcopy(model).to("meta")
+    acts = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(out, torch.Tensor):  # ACS also keeps its three per-plane outputs before concatenating
+            acts[0] += out.numel() * (2 if isinstance(mod, models.ACSConv) else 1)
+
+    handles = [m.register_forward_hook(hook) for m in meta.modules()
+               if not list(m.children()) or isinstance(m, models.ACSConv)]
+    with torch.no_grad():
+        meta.train(training)
+        meta(torch.empty((1, *input_shape), device="meta"))
+    for h in handles:
+        h.remove()
+    b = bytes_per_value
+    out = {"parameters": n_params * b,
+           "gradients": n_train * b if training else 0,
+           "optimizer": n_train * b * _ADAM_STATES[optimizer] if training else 0,
+           "activations": acts[0] * batch_size * b * (1 if training else 0) or 0,
+           "input": int(np.prod(input_shape)) * batch_size * b}
+    if not training:  # inference keeps only the largest live activations; count one layer's worth
+        out["activations"] = 0
+    out["total"] = sum(out.values())
+    return out
+
+
+_MEASURE_SNIPPET = r"""
+import json, resource, sys, torch
+from mednb import models
+a = json.loads(sys.argv[1])
+torch.manual_seed(0)
+torch.set_num_threads(1)
+m = models.create(a["name"], a["in_channels"], a["num_classes"], dims=a["dims"], size=a["size"], **a["kw"])
+opt = torch.optim.Adam(m.parameters(), 1e-3)
+x = torch.randn(a["batch_size"], *a["input_shape"])
+y = torch.zeros(a["batch_size"], dtype=torch.long)
+small = torch.randn(1, *a["input_shape"])
+loss = m(small).sum(); loss.backward(); opt.step(); opt.zero_grad()   # warm up allocator, create optimizer state
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+loss = torch.nn.functional.cross_entropy(m(x), y); loss.backward(); opt.step()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"delta_bytes": (peak - base) * 1024, "base_bytes": base * 1024}))
+"""
+
+
+def measure_peak_memory(name: str, input_shape, batch_size: int, num_classes: int = 2, device="auto",
+                        **model_kw) -> dict:
+    """Measured peak memory of one Adam training step of registry model ``name`` (bytes).
+
+    CUDA: ``torch.cuda.max_memory_allocated`` in-process (model + optimizer + step). CPU: a fresh
+    subprocess; the increase of its peak RSS during one step of ``batch_size`` samples (after a
+    1-sample warm-up step that creates parameters, gradients and optimizer state) — i.e. the step's
+    activations and workspace. Returns ``{"peak_bytes", "method"}``.
+    """
+    device = get_device(device)
+    dims = len(input_shape) - 1
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        m = models.create(name, input_shape[0], num_classes, dims=dims, size=input_shape[-1], **model_kw).to(device)
+        opt = torch.optim.Adam(m.parameters(), 1e-3)
+        x = torch.randn(batch_size, *input_shape, device=device)
+        y = torch.zeros(batch_size, dtype=torch.long, device=device)
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+        opt.step()
+        peak = torch.cuda.max_memory_allocated(device) - before
+        del m, opt, x
+        return {"peak_bytes": int(peak), "method": "cuda.max_memory_allocated (model+grads+Adam+activations)"}
+    args = dict(name=name, in_channels=input_shape[0], num_classes=num_classes, dims=dims,
+                size=input_shape[-1], kw=model_kw, batch_size=batch_size, input_shape=list(input_shape))
+    out = subprocess.run([sys.executable, "-c", _MEASURE_SNIPPET, json.dumps(args)], capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory measurement failed: {out.stderr.strip().splitlines()[-1:]}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"peak_bytes": int(res["delta_bytes"]), "method": "CPU peak-RSS growth over one step (activations)"}
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+# ----------------------------------------------------------------------------- experiments
+def load_volumes(name: str, size: int, phantom_counts=None, seed: int = 0):
+    """``data.load`` for a 3D set; phantoms get ``counts=phantom_counts``."""
+    from . import data
+    if data.dims_of(name) != 3:
+        raise ValueError(f"{name} is not a 3D dataset; 3D sets: "
+                         f"{', '.join(n for n in data.names() if data.dims_of(n) == 3)}")
+    kw = {"counts": phantom_counts, "seed": seed} if name in data.PHANTOMS else {}
+    return data.load(name, size, **kw)
+
+
+def compare_convs(datasets, sizes, convs, seeds, *, backbone="cnn", width=None, epochs=10, batch_size=32,
+                  lr=1e-3, phantom_counts=None, measure_memory=True, device="auto", progress=True):
+    """Train every (dataset, size, conv, seed); one tidy row per run.
+
+    Columns: dataset, size, conv, seed, test_auc, test_acc, params, sec_per_epoch (training only),
+    est_memory (bytes, :func:`estimate_memory`), peak_memory (bytes, :func:`measure_peak_memory`, or
+    NaN when ``measure_memory`` is False).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+    from . import engine
+    for c in convs:
+        if c not in CONVS:
+            raise ValueError(f"unknown conv {c!r}; valid: {', '.join(CONVS)}")
+    rows = []
+    jobs = [(d, s, c, sd) for d in datasets for s in sizes for c in convs for sd in seeds]
+    bar = tqdm(jobs, desc="2.5D / 3D / ACS", disable=not progress)
+    cache, mem = {}, {}
+    for d, s, c, sd in bar:
+        bar.set_postfix(dataset=d, size=s, conv=c, seed=sd)
+        if (d, s) not in cache:
+            cache = {(d, s): load_volumes(d, s, phantom_counts)}
+        sp = cache[(d, s)]
+        kw = {"width": width} if backbone == "cnn" and width else {}
+        res = engine.train(sp, f"{backbone}_{c}", seed=sd, model_kw=kw, epochs=epochs, batch_size=batch_size,
+                           lr=lr, device=device, progress=False)
+        shape = tuple(sp.train.x.shape[1:])
+        if (d, s, c) not in mem:
+            est = estimate_memory(res.model.cpu(), shape, batch_size)["total"]
+            peak = (measure_peak_memory(f"{backbone}_{c}", shape, batch_size, sp.n_outputs, device, **kw)["peak_bytes"]
+                    if measure_memory else float("nan"))
+            mem[(d, s, c)] = (est, peak)
+        rows.append(dict(dataset=d, size=s, conv=c, seed=sd, test_auc=res.test["auc"], test_acc=res.test["acc"],
+                         params=models.count_parameters(res.model),
+                         sec_per_epoch=res.n_train / max(res.images_per_s, 1e-9),
+                         est_memory=mem[(d, s, c)][0], peak_memory=mem[(d, s, c)][1]))
+    return pd.DataFrame(rows)
+
+
+def with_paper(df, backbone_rows=("ResNet-18", "ResNet-50")):
+    """Summarize :func:`compare_convs` rows (mean ± sd over seeds) beside MedMNIST v2's 3D rows."""
+    import pandas as pd
+    from . import metrics, references
+    out = []
+    for (d, s, c), g in df.groupby(["dataset", "size", "conv"], sort=False):
+        row = {"dataset": d, "size": s, "conv": c, "ours AUC": metrics.fmt(g["test_auc"]),
+               "ours ACC": metrics.fmt(g["test_acc"]), "params": int(g["params"].iloc[0]),
+               "s/epoch": f"{g['sec_per_epoch'].mean():.1f}"}
+        for b in backbone_rows:
+            ref = references.lookup(d, f"{b}+{c.upper() if c != '2.5d' else '2.5D'}")
+            row[f"paper {b} AUC/ACC"] = f"{ref['auc']:.3f} / {ref['acc']:.3f}" if ref else "–"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def genesis_vs_scratch(splits, *, conv="3d", fractions=(0.1, 1.0), seeds=(0,), backbone="cnn", width=None,
+                       epochs=10, genesis_epochs=10, batch_size=32, lr=1e-3, force_pretrain=False,
+                       device="auto", progress=True):
+    """Models Genesis 3D pre-training (``mednb.ssl``, on the unlabeled training volumes) → fine-tune,
+    vs training from scratch, at each label fraction and seed. Returns (rows DataFrame, pretrain result)."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+    from . import engine, ssl
+    from .runtime import seed_everything
+    kw = {"width": width} if backbone == "cnn" and width else {}
+    name = f"{backbone}_{conv}"
+    seed_everything(seeds[0])
+    base = models.create(name, splits.n_channels, splits.n_outputs, dims=3, size=splits.size, **kw)
+    pre = ssl.pretrain("genesis", base, splits.train.x, epochs=genesis_epochs, batch_size=batch_size, lr=lr,
+                       device=device, seed=seeds[0], force=force_pretrain, progress=progress,
+                       dataset=f"{splits.name}_{splits.size}")
+    state = {k: v.detach().cpu().clone() for k, v in pre.model.features.state_dict().items()}
+    rows = []
+    for init, f, sd in tqdm([(i, f, s) for i in ("scratch", "genesis") for f in fractions for s in seeds],
+                            desc="Genesis vs scratch", disable=not progress):
+        seed_everything(sd)
+        m = models.create(name, splits.n_channels, splits.n_outputs, dims=3, size=splits.size, **kw)
+        if init == "genesis":
+            m.features.load_state_dict(state)
+        res = engine.fit(m, splits, epochs=epochs, batch_size=batch_size, lr=lr, label_fraction=f, seed=sd,
+                         device=device, progress=False)
+        test = engine.evaluate(res.model, splits.test, splits.task, device)
+        rows.append(dict(init=init, label_fraction=f, seed=sd, test_auc=test["auc"], test_acc=test["acc"],
+                         n_labels=res.n_train))
+    return pd.DataFrame(rows), pre
+
+
+def augment_on_off(splits, *, policy="flip", conv="3d", seeds=(0,), backbone="cnn", width=None, epochs=10,
+                   batch_size=32, lr=1e-3, device="auto", progress=True):
+    """The same 3D model trained with and without ``mednb.augment`` policy ``policy``; one row per run."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+    from . import engine
+    kw = {"width": width} if backbone == "cnn" and width else {}
+    rows = []
+    for aug, sd in tqdm([(a, s) for a in ("none", policy) for s in seeds], desc="3D augmentation",
+                        disable=not progress):
+        res = engine.train(splits, f"{backbone}_{conv}", seed=sd, model_kw=kw, epochs=epochs,
+                           batch_size=batch_size, lr=lr, augment=None if aug == "none" else aug, device=device,
+                           progress=False)
+        rows.append(dict(augment=aug, seed=sd, test_auc=res.test["auc"], test_acc=res.test["acc"]))
+    return pd.DataFrame(rows)

@@ -1,0 +1,207 @@
+"""Tests for mednb.augment: policies on 2D/3D batches, masks, seeding, strength, offline/online."""
+import pytest
+import torch
+
+from mednb import augment as A
+from mednb import data, engine, phantoms
+
+
+@pytest.fixture(scope="module")
+def ph2():
+    """A few 2D phantoms with lesions (classes 1–3), float [0,1] images and uint8 masks."""
+    arr = phantoms.generate(2, 28, counts=(24, 0, 0), seed=1)
+    keep = arr["train_labels"][:, 0] > 0
+    x = torch.from_numpy(arr["train_images"][keep]).unsqueeze(1).float() / 255
+    m = torch.from_numpy(arr["train_masks"][keep]).unsqueeze(1)
+    return x, m
+
+
+@pytest.fixture(scope="module")
+def ph3():
+    arr = phantoms.generate(3, 28, counts=(8, 0, 0), seed=1)
+    keep = arr["train_labels"][:, 0] > 0
+    x = torch.from_numpy(arr["train_images"][keep]).unsqueeze(1)
+    m = torch.from_numpy(arr["train_masks"][keep]).unsqueeze(1)
+    return x.float() / 255, m
+
+
+def _dice(a, b):
+    a, b = a.bool(), b.bool()
+    return float(2 * (a & b).sum() / (a.sum() + b.sum()).clamp_min(1))
+
+
+def test_names_and_unknown_name():
+    assert A.names() == ["none", "flip", "basic", "intensity", "elastic", "strong"]
+    with pytest.raises(ValueError, match="valid: none, flip, basic, intensity, elastic, strong"):
+        A.get("mixup")
+    with pytest.raises(ValueError, match="dims"):
+        A.get("basic", dims=4)
+    with pytest.raises(ValueError, match="valid:"):
+        A.get("basic", rotate_degrees=3)
+
+
+@pytest.mark.parametrize("name", A.names())
+@pytest.mark.parametrize("dims", [2, 3])
+def test_every_policy_2d_3d(name, dims, ph2, ph3):
+    x, m = ph2 if dims == 2 else ph3
+    pol = A.get(name, dims=dims)
+    y, mo = pol(x, m, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert float(y.min()) >= 0 and float(y.max()) <= 1
+    assert mo.shape == m.shape and mo.dtype == m.dtype
+    assert set(mo.unique().tolist()) <= {0, 1}  # label values preserved (nearest)
+    if name != "none":
+        assert not torch.equal(y, x)
+    if name in ("none", "intensity"):
+        assert torch.equal(mo, m)  # intensity transforms never touch the mask
+
+
+def test_wrong_dims_is_a_clear_error(ph2):
+    x, _ = ph2
+    with pytest.raises(ValueError, match="dims=2"):
+        A.get("basic", dims=3)(x)
+
+
+@pytest.mark.parametrize("name", A.GEOMETRIC)
+@pytest.mark.parametrize("dims", [2, 3])
+def test_mask_stays_aligned(name, dims, ph2, ph3):
+    """The lesion mask moved as a mask (nearest) overlaps the same lesion moved as image content
+    (a float indicator channel, bilinear), far more than the untransformed mask does."""
+    x, m = ph2 if dims == 2 else ph3
+    pol = A.get(name, strength=1.5, dims=dims)
+    both = torch.cat([x, m.float()], dim=1)  # channel 1: the lesion as image-space indicator
+    y, mo = pol(both, m, torch.Generator().manual_seed(3))
+    moved_indicator = y[:, 1:] > 0.5
+    aligned = _dice(moved_indicator, mo)
+    stale = _dice(moved_indicator, m)
+    assert aligned > 0.85, aligned
+    assert aligned > stale + 0.1 or name == "flip" and stale > 0.99 - 1e-9, (aligned, stale)
+    # and the bright lesion is still under the transformed mask in the transformed image
+    inside = y[:, :1][mo.bool()].mean()
+    outside = y[:, :1][~mo.bool()].mean()
+    assert inside > outside
+
+
+def test_per_sample_parameters_differ():
+    x = torch.rand(1, 1, 28, 28).repeat(4, 1, 1, 1)
+    for name in ("basic", "elastic", "intensity", "strong"):
+        y, _ = A.get(name)(x, None, torch.Generator().manual_seed(0))
+        assert not torch.allclose(y[0], y[1]), name
+        p = A.get(name).sample(4, torch.Generator().manual_seed(0))
+        for k, v in p.items():
+            if torch.is_tensor(v) and v.is_floating_point():
+                assert len(torch.unique(v.reshape(4, -1), dim=0)) > 1, (name, k)
+    v = torch.rand(1, 1, 16, 16, 16).repeat(3, 1, 1, 1, 1)
+    y, _ = A.get("strong", dims=3)(v, None, torch.Generator().manual_seed(0))
+    assert not torch.allclose(y[0], y[1])
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_seeded_reproducibility(dims):
+    x = torch.rand(3, 1, *([20] * dims))
+    m = (x > 0.7).to(torch.uint8)
+    pol = A.get("strong", dims=dims)
+    y1, m1 = pol(x, m, torch.Generator().manual_seed(7))
+    y2, m2 = pol(x, m, torch.Generator().manual_seed(7))
+    y3, _ = pol(x, m, torch.Generator().manual_seed(8))
+    assert torch.equal(y1, y2) and torch.equal(m1, m2)
+    assert not torch.allclose(y1, y3)
+    # without a generator the global seed decides
+    torch.manual_seed(5)
+    a, _ = pol(x)
+    torch.manual_seed(5)
+    b, _ = pol(x)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", A.names())
+@pytest.mark.parametrize("dims", [2, 3])
+def test_strength_zero_is_identity(name, dims):
+    x = torch.rand(4, 1, *([16] * dims))
+    m = (torch.rand(4, 1, *([16] * dims)) > 0.8).to(torch.uint8)
+    y, mo = A.get(name, strength=0.0, dims=dims)(x, m, torch.Generator().manual_seed(0))
+    assert torch.allclose(y, x, atol=1e-5)
+    assert torch.equal(mo, m)
+
+
+def test_strength_scales_the_change():
+    x = torch.rand(16, 1, 28, 28)
+    diffs = [float((A.get("basic", s)(x, None, torch.Generator().manual_seed(0))[0] - x).abs().mean())
+             for s in (0.25, 1.0, 2.0)]
+    assert diffs[0] < diffs[1] < diffs[2]
+
+
+def test_float_masks_and_multichannel_images():
+    x = torch.rand(2, 3, 24, 24)
+    m = (torch.rand(2, 1, 24, 24) > 0.5).float() * 2  # label value 2
+    y, mo = A.get("strong")(x, m, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and mo.dtype == torch.float32
+    assert set(mo.unique().tolist()) <= {0.0, 2.0}
+
+
+def test_offline_output_size_and_masks(ph2):
+    x, m = ph2
+    split = data.Split((x * 255).to(torch.uint8), torch.arange(len(x)).view(-1, 1), m)
+    out = A.offline(split, A.get("basic"), copies=3, seed=0)
+    assert len(out) == 4 * len(split) and out.x.dtype == torch.uint8
+    assert out.masks.shape == (4 * len(split), *m.shape[1:])
+    assert torch.equal(out.x[:len(split)], split.x)  # originals first
+    assert torch.equal(out.y[len(split):2 * len(split)], split.y)  # labels repeated in order
+    assert not torch.equal(out.x[len(split):2 * len(split)], split.x)
+    assert A.nbytes(out) > 3.9 * A.nbytes(split)
+    again = A.offline(split, A.get("basic"), copies=3, seed=0)
+    assert torch.equal(again.x, out.x)
+
+
+def test_offline_splits_uses_label_subset(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
+    sp = data.load("phantom2d", counts=(40, 8, 8), cache=False)
+    off = A.offline_splits(sp, A.get("flip"), copies=2, label_fraction=0.5, seed=0)
+    assert len(off.train) == 3 * 20 and len(off.val) == len(sp.val)
+
+
+def test_imbalanced_indices():
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 40).view(-1, 1)
+    idx = A.imbalanced_indices(y, 0.1, seed=0)
+    counts = torch.bincount(y[idx, 0], minlength=3).tolist()
+    assert counts == [50, 5, 40]
+    idx0 = A.imbalanced_indices(y, 0.2, seed=0, minority=0)
+    assert torch.bincount(y[idx0, 0], minlength=3).tolist() == [10, 30, 40]
+    with pytest.raises(ValueError):
+        A.imbalanced_indices(y, 0.0)
+
+
+def test_torchvision_policy_moves_mask_with_image(ph2):
+    from torchvision import tv_tensors
+    x, m = ph2
+    img = tv_tensors.Image((x[0] * 255).to(torch.uint8))
+    mask = tv_tensors.Mask(m[0])
+    torch.manual_seed(0)
+    yi, ym = A.torchvision_policy("basic", 1.5)(img, mask)
+    assert yi.shape == img.shape and yi.dtype == torch.float32
+    assert set(ym.unique().tolist()) <= {0, 1}
+    assert yi[ym.bool()].mean() > yi[~ym.bool()].mean()
+
+
+def test_engine_fit_with_augment_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
+    sp = data.load("phantom2d", counts=(32, 16, 16), cache=False)
+    res = engine.train(sp, "cnn", seed=0, epochs=1, batch_size=16, augment="basic", device="cpu", progress=False)
+    assert res.n_train == 32 and 0.0 <= res.test["auc"] <= 1.0
+
+
+def test_grid_and_verdict(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
+    sp = data.load("phantom2d", counts=(32, 16, 16), cache=False)
+    df = A.label_fraction_grid(sp, ["none", "flip"], [0.5], [0], epochs=1, batch_size=16, device="cpu",
+                               progress=False)
+    assert len(df) == 2 and set(df.policy) == {"none", "flip"}
+    v = A.verdict(df)
+    assert len(v) == 1 and v.best_policy[0] in ("none", "flip")
+    assert "50% labels" in A.describe_verdict(v)
+
+
+def test_throughput_positive(ph2):
+    x, _ = ph2
+    assert A.throughput(A.get("basic"), x[:8], "cpu", repeats=1) > 0
+    assert A.throughput(A.torchvision_policy("flip"), (x[:4] * 255).to(torch.uint8), "cpu", repeats=1) > 0
