@@ -46,24 +46,33 @@ from .data import Split, Splits, data_root
 # ----------------------------------------------------------------------------- notebook profiles
 PROFILES = {
     "smoke": dict(DATASET="phantom2d", VOLUME_DATASET="phantom3d", SIZE=28, MODEL="cnn",
-                  STRATEGIES=["random", "entropy", "bald", "coreset", "aift"],
-                  VOLUME_STRATEGIES=["random", "entropy"],
-                  POOL=240, INITIAL=16, QUERY=16, ROUNDS=2, VOLUME_ROUNDS=1,
-                  EPOCHS=4, MIN_STEPS=12, BATCH_SIZE=32, LR=2e-3, DROPOUT=0.3, MC_SAMPLES=6,
-                  AIFT_COPIES=4, PRETRAIN="auto", PRETRAIN_EPOCHS=1, SEEDS=[0], DEVICE="auto"),
+                  STRATEGIES=["random", "entropy", "bald", "coreset", "aift"], VOLUME_STRATEGIES=["random", "entropy"],
+                  PHANTOM_COUNTS=[240, 100, 200], VOLUME_PHANTOM_COUNTS=[120, 40, 80],
+                  POOL=0, INITIAL=16, QUERY=16, ROUNDS=1, VOLUME_ROUNDS=1,
+                  EPOCHS=4, MIN_STEPS=8, VOLUME_EPOCHS=3, BATCH_SIZE=32, LR=2e-3, DROPOUT=0.3, MC_SAMPLES=6,
+                  AIFT_COPIES=4, PRETRAIN="auto", PRETRAIN_EPOCHS=1, SEEDS=[0], VOLUME_SEEDS=[0], DEVICE="auto"),
     "student": dict(DATASET="breastmnist", VOLUME_DATASET="adrenalmnist3d", SIZE=28, MODEL="cnn",
                     STRATEGIES=["random", "least_confidence", "margin", "entropy", "bald", "coreset", "aift"],
                     VOLUME_STRATEGIES=["random", "entropy", "coreset"],
-                    POOL=0, INITIAL=20, QUERY=20, ROUNDS=7, VOLUME_ROUNDS=3,
-                    EPOCHS=15, MIN_STEPS=60, BATCH_SIZE=32, LR=1e-3, DROPOUT=0.3, MC_SAMPLES=10,
-                    AIFT_COPIES=8, PRETRAIN="auto", PRETRAIN_EPOCHS=10, SEEDS=[0, 1, 2], DEVICE="auto"),
+                    PHANTOM_COUNTS=[1200, 300, 600], VOLUME_PHANTOM_COUNTS=[400, 100, 200], POOL=0, INITIAL=20, QUERY=20, ROUNDS=7, VOLUME_ROUNDS=3,
+                    EPOCHS=15, MIN_STEPS=40, VOLUME_EPOCHS=10, BATCH_SIZE=32, LR=1e-3, DROPOUT=0.3,
+                    MC_SAMPLES=10, AIFT_COPIES=8, PRETRAIN="auto", PRETRAIN_EPOCHS=10, SEEDS=[0, 1, 2],
+                    VOLUME_SEEDS=[0, 1], DEVICE="auto"),
     "full": dict(DATASET="bloodmnist", VOLUME_DATASET="adrenalmnist3d", SIZE=28, MODEL="resnet18",
                  STRATEGIES=["random", "least_confidence", "margin", "entropy", "bald", "coreset", "aift"],
                  VOLUME_STRATEGIES=["random", "least_confidence", "margin", "entropy", "bald", "coreset", "aift"],
-                 POOL=0, INITIAL=100, QUERY=100, ROUNDS=10, VOLUME_ROUNDS=8,
-                 EPOCHS=30, MIN_STEPS=300, BATCH_SIZE=64, LR=1e-3, DROPOUT=0.3, MC_SAMPLES=20,
-                 AIFT_COPIES=8, PRETRAIN="auto", PRETRAIN_EPOCHS=50, SEEDS=[0, 1, 2, 3, 4], DEVICE="auto"),
+                 PHANTOM_COUNTS=[1200, 300, 600], VOLUME_PHANTOM_COUNTS=[400, 100, 200], POOL=0, INITIAL=100, QUERY=100, ROUNDS=10, VOLUME_ROUNDS=8,
+                 EPOCHS=30, MIN_STEPS=300, VOLUME_EPOCHS=30, BATCH_SIZE=64, LR=1e-3, DROPOUT=0.3,
+                 MC_SAMPLES=20, AIFT_COPIES=8, PRETRAIN="auto", PRETRAIN_EPOCHS=50, SEEDS=[0, 1, 2, 3, 4],
+                 VOLUME_SEEDS=[0, 1, 2], DEVICE="auto"),
 }
+
+
+# Zhou, Shin, Zhang, Gurudu, Gotway, Liang. "Fine-tuning convolutional neural networks for biomedical
+# image analysis: actively and incrementally". CVPR 2017, pp. 7340-7349 (abstract: "cut the annotation
+# cost by at least half" compared with random selection / full training). Shown beside ours, never in place.
+AIFT_PAPER = {"labels_saved_vs_random": 0.5, "claim": "annotation cost cut by at least half vs random selection",
+              "citation": "Zhou et al., CVPR 2017 (AIFT)"}
 
 
 # ----------------------------------------------------------------------------- scores (pure)
@@ -234,13 +243,20 @@ def dihedral(x: torch.Tensor, j: int) -> torch.Tensor:
 
 
 def _augment_policy(augment, dims: int):
-    """None/"dihedral" → built-in rotations/flips; a name → ``mednb.augment.get(name, dims=dims)``."""
-    if augment in (None, "dihedral"):
+    """"dihedral" → built-in rotations/flips (returns None); "auto"/None → :mod:`mednb.augment`'s
+    ``basic`` policy (flips, small affine, crops — AIFT's translated/scaled copies) when that module
+    is importable, else dihedral; any other name → ``mednb.augment.get(name, dims=dims)``."""
+    if augment == "dihedral":
         return None
     if callable(augment):
         return augment
-    from . import augment as A  # optional: written by the augmentation notebook
-    return A.get(augment, dims=dims)
+    try:
+        from . import augment as A  # optional: written by the augmentation notebook
+    except ImportError:
+        if augment in (None, "auto"):
+            return None
+        raise
+    return A.get("basic" if augment in (None, "auto") else augment, dims=dims)
 
 
 @torch.no_grad()
@@ -248,8 +264,9 @@ def augmented_probs(model: nn.Module, x: torch.Tensor, task: str, copies: int = 
                     device="auto", seed: int = 0) -> np.ndarray:
     """(N,m,K) probabilities of ``m`` augmented copies of each sample (copy 0 is the original).
 
-    augment: None/"dihedral" (rotations and flips, deterministic), a :mod:`mednb.augment` policy
-    name, or a callable ``policy(x, masks, generator) -> (x, masks)`` on float [0,1] batches."""
+    augment: "auto"/None (:mod:`mednb.augment` ``basic`` if present, else dihedral), "dihedral"
+    (rotations and flips, deterministic), a :mod:`mednb.augment` policy name, or a callable
+    ``policy(x, masks, generator) -> (x, masks)`` on float [0,1] batches; seeded by ``seed``."""
     device = engine.get_device(device)
     model.eval().to(device)
     policy = _augment_policy(augment, x.ndim - 2)
@@ -387,7 +404,7 @@ def pretrained(splits: Splits, source: str = "auto", *, model: str = "cnn", epoc
         from . import ssl
         x = splits.train.x if pool is None else splits.train.x[torch.as_tensor(np.asarray(pool))]
         res = ssl.pretrain("rotation", net, x, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                           seed=seed, cache=True, progress=progress)
+                           seed=seed, cache=True, progress=progress, dataset=splits.name)
         return res.model.state_dict(), f"ssl rotation ({epochs} epochs on {len(x)} unlabelled pool images)"
     if not is_phantom:
         raise ValueError("source='site' needs a phantom dataset (another scanner site of the same phantom)")
@@ -398,7 +415,7 @@ def pretrained(splits: Splits, source: str = "auto", *, model: str = "cnn", epoc
         engine.load_checkpoint(net, path)
     else:
         other = data.load(splits.name, splits.size, site=1, seed=seed + 101,
-                          counts=(len(splits.train), len(splits.val), 0))
+                          counts=(min(len(splits.train), 600), min(len(splits.val), 150), 10))
         engine.seed_everything(seed)
         engine.fit(net, other, epochs=epochs, lr=lr, batch_size=batch_size, device=device, seed=seed,
                    progress=progress, desc="in-domain encoder (site 1)")
@@ -407,6 +424,14 @@ def pretrained(splits: Splits, source: str = "auto", *, model: str = "cnn", epoc
 
 
 # ----------------------------------------------------------------------------- the loop
+def load_data(name: str, size: int = 28, phantom_counts=None) -> Splits:
+    """:func:`mednb.data.load`, with ``phantom_counts`` = (train, val, test) sizes used for phantoms only."""
+    from . import data
+    if data.check_name(name) in data.PHANTOMS and phantom_counts:
+        return data.load(name, size, counts=tuple(int(c) for c in phantom_counts))
+    return data.load(name, size)
+
+
 def schedule(initial: int, query: int, rounds: int) -> list[int]:
     """Cumulative label counts: ``[initial, initial + query, …]`` (``rounds`` queries after the seed set)."""
     if initial < 1 or query < 1 or rounds < 0:
@@ -440,7 +465,7 @@ class ActiveLearner:
     def __init__(self, splits: Splits, strategy: str = "entropy", *, model: str = "cnn", dropout: float = 0.3,
                  model_kw: dict | None = None, init=None, pool=None, warm_start: bool = False, epochs: int = 10,
                  min_steps: int = 0, lr: float = 1e-3, batch_size: int = 32, seed: int = 0, device="auto",
-                 mc_samples: int = 10, aift_copies: int = 8, aift_alpha: float = 0.5, aift_augment=None,
+                 mc_samples: int = 10, aift_copies: int = 8, aift_alpha: float = 0.5, aift_augment="auto",
                  fit_kw: dict | None = None, tag: str | None = None):
         self.strategy_name = str(strategy).lower()
         self.strategy = get(strategy)
@@ -589,22 +614,29 @@ class ActiveLearner:
         self.add(self.query(k))
         return self.fit()
 
-    def scores_table(self, idx, strategies=("least_confidence", "margin", "entropy", "bald")):
-        """A DataFrame of the model's view of train samples ``idx``: probabilities, uncertainty scores
-        (higher = more informative) and the truth."""
+    def scores_table(self, idx) -> "pd.DataFrame":
+        """How each strategy sees train samples ``idx`` (higher = asked first): the model's
+        probabilities, least confidence, margin, entropy, BALD (if the model has dropout), core-set
+        distance to the nearest labelled sample, and the AIFT score; plus the hidden truth."""
         import pandas as pd
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        x = self.splits.train.x[torch.as_tensor(idx)]
         p = self.probs(idx)
-        cols = {"index": idx, "truth": [self.splits.labels[int(t)] for t in self.truth[idx]]}
+        cols = {"index": idx}
         for c in range(p.shape[1]):
-            cols[f"p({self.splits.labels[c]})"[:24]] = p[:, c]
-        fns = {"least_confidence": least_confidence, "margin": margin, "entropy": entropy}
-        for s in strategies:
-            if s in fns:
-                cols[s] = fns[s](p)
-            elif s == "bald" and _dropouts(self.model):
-                cols[s] = bald(mc_dropout_probs(self.model, self.splits.train.x[torch.as_tensor(idx)],
-                                                self.splits.task, self.mc_samples, self.device, self.seed))
+            cols[f"p({str(self.splits.labels[c])[:14]})"] = p[:, c]
+        cols.update(least_confidence=least_confidence(p), margin=margin(p), entropy=entropy(p))
+        if _dropouts(self.model):
+            cols["bald"] = bald(mc_dropout_probs(self.model, x, self.splits.task, self.mc_samples, self.device,
+                                                 self.seed))
+        lab = np.asarray(self.labelled, dtype=np.int64)
+        if len(lab):
+            e = torch.from_numpy(embeddings(self.model, torch.cat([x, self.splits.train.x[torch.as_tensor(lab)]]),
+                                            self.device))
+            cols["coreset"] = torch.cdist(e[:len(idx)], e[len(idx):]).min(1).values.numpy()
+        cols["aift"] = aift_scores(augmented_probs(self.model, x, self.splits.task, self.aift_copies,
+                                                   self.aift_augment, self.device, self.seed), self.aift_alpha)
+        cols["truth"] = [str(self.splits.labels[int(t)]) for t in self.truth[idx]]
         return pd.DataFrame(cols)
 
 
@@ -785,68 +817,83 @@ class LabelingPanel:
             self._widget = self._build()
         return self._widget
 
+    def curve(self) -> tuple[list[int], list[float]]:
+        """(n_labels, test AUC) of every fit so far."""
+        h = self.learner.history
+        return [r["n_labels"] for r in h], [r["test_auc"] for r in h]
+
     def _build(self):
         import ipywidgets as W
-        self._out_items = W.Output()
+        from matplotlib.figure import Figure
         self._out_curve = W.Output()
         self._status = W.HTML()
-        b_prop = W.Button(description="Propose next batch", button_style="info")
-        b_gt = W.Button(description="Use ground truth")
-        b_fit = W.Button(description="Retrain", button_style="success")
-        b_prop.on_click(lambda _: self._safe(self.propose))
-        b_gt.on_click(lambda _: self._safe(self.use_ground_truth))
-        b_fit.on_click(lambda _: self._safe(self.retrain))
+        self.buttons = {"propose": W.Button(description="Propose next batch", button_style="info"),
+                        "ground_truth": W.Button(description="Use ground truth"),
+                        "retrain": W.Button(description="Retrain", button_style="success")}
+        for key, fn in (("propose", self.propose), ("ground_truth", self.use_ground_truth),
+                        ("retrain", self.retrain)):
+            self.buttons[key].on_click(lambda _, fn=fn: self._safe(fn))
         self._toggles: list = []
-        self._items_box = W.HBox()
-        box = W.VBox([W.HBox([b_prop, b_gt, b_fit]), self._status, self._items_box, self._out_curve])
+        self._items_box = W.HBox(layout=W.Layout(flex_flow="row wrap"))
+        self.curve_fig = Figure(figsize=(4, 2.6))
+        self._widget = W.VBox([W.HBox(list(self.buttons.values())), self._status, self._items_box, self._out_curve])
         self._refresh()
-        return box
+        return self._widget
 
     def _safe(self, fn):
         try:
             fn()
         except ValueError as e:
-            if self._widget is not None:
-                self._status.value = f"<b>{e}</b>"
+            self._status.value = f"<b>{e}</b>"
 
     def _sync_toggle(self, i):
         if self._widget is not None and i < len(self._toggles):
             self._toggles[i].value = self.answers[i]
 
+    @staticmethod
+    def _png(img, scale: int = 3) -> bytes:
+        import io
+        from PIL import Image
+        from .plot import to_display
+        a = to_display(img)
+        a = a if a.dtype == np.uint8 else (255 * (a - a.min()) / max(float(a.max() - a.min()), 1e-8)).astype(np.uint8)
+        im = Image.fromarray(a)
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        return buf.getvalue()
+
     def _refresh(self):
-        if self._widget is None and not hasattr(self, "_status"):
+        if self._widget is None:
             return
         import ipywidgets as W
-        import matplotlib.pyplot as plt
-        from .plot import to_display
         sp, L = self.learner.splits, self.learner
         self._status.value = (f"{L.strategy_name}: {L.n_labels} labels, round {L.round}; "
                               f"{len(self.batch)} proposed" + (
                                   f"; last test AUC {L.history[-1]['test_auc']:.3f}" if L.history else ""))
         items, self._toggles = [], []
         for i, idx in enumerate(self.batch):
-            out = W.Output()
-            with out:
-                fig, ax = plt.subplots(figsize=(1.4, 1.4))
-                ax.imshow(to_display(sp.train.x[int(idx)]), cmap="gray")
-                ax.axis("off")
-                ax.set_title(" ".join(f"{p:.2f}" for p in self.batch_probs[i]), fontsize=7)
-                plt.show(fig)
+            probs = " ".join(f"{sp.labels[c][:6]} {p:.2f}" for c, p in enumerate(self.batch_probs[i]))
             t = W.ToggleButtons(options=[(str(sp.labels[c])[:10], c) for c in range(sp.n_classes)],
-                                value=self.answers[i], style={"button_width": "64px"})
+                                value=self.answers[i], style={"button_width": "70px"})
             t.observe(lambda ch, i=i: self.answers.__setitem__(i, ch["new"]), names="value")
             self._toggles.append(t)
-            items.append(W.VBox([out, t]))
+            items.append(W.VBox([W.Image(value=self._png(sp.train.x[int(idx)]), format="png", width=84),
+                                 W.HTML(f"<small>#{int(idx)}: {probs}</small>"), t]))
         self._items_box.children = items
+        n, auc = self.curve()
+        ax = self.curve_fig.axes[0] if self.curve_fig.axes else self.curve_fig.add_subplot()
+        ax.clear()
+        ax.plot(n, auc, marker="o")
+        ax.set_xlabel("labels")
+        ax.set_ylabel("test AUC")
+        ax.grid(alpha=0.3)
+        self.curve_fig.tight_layout()
         self._out_curve.clear_output(wait=True)
-        if L.history:
+        if n:
             with self._out_curve:
-                fig, ax = plt.subplots(figsize=(4, 2.6))
-                ax.plot([h["n_labels"] for h in L.history], [h["test_auc"] for h in L.history], marker="o")
-                ax.set_xlabel("labels")
-                ax.set_ylabel("test AUC")
-                ax.grid(alpha=0.3)
-                plt.show(fig)
+                from IPython.display import display
+                display(self.curve_fig)
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -17,7 +17,9 @@ A policy is called on float [0, 1] batches, (N,C,H,W) or (N,C,D,H,W), on any dev
 
 Every sample gets its own random parameters, drawn on the CPU from ``generator`` (a
 ``torch.Generator``; the engine passes its seeded CPU generator) and then moved to the batch's
-device, so a seed reproduces the same augmentation on CPU and GPU up to floating point. Masks
+device; the bulk random fields (elastic displacement, Gaussian noise) are drawn directly on the
+batch's device from a generator seeded from ``generator``. So a seed reproduces the augmentation
+exactly on a given device (CPU and CUDA random streams differ, so the fields differ across devices). Masks
 (uint8 or float, same spatial size) go through the same spatial transform with nearest
 interpolation, so label values are preserved and the mask stays aligned with the image;
 intensity transforms touch the image only.
@@ -32,7 +34,7 @@ What comes from libraries and what is hand-written, and why:
   (``F.affine_grid`` + displacement field) and ONE ``F.grid_sample`` for image and mask, in 2D and
   3D alike. Reasons: (1) ``kornia.augmentation`` draws its random parameters from torch's global
   RNG and takes no ``torch.Generator``, so seeded, engine-controlled reproducibility would need
-  global-state juggling; (2) kornia has elastic deformation for 2D only (``elastic_transform2d``,
+  global-state juggling (kornia 0.9 documents that ``generator=`` is not supported); (2) kornia has elastic deformation for 2D only (``elastic_transform2d``,
   ``RandomElasticTransform``) — there is no 3D elastic transform; (3) one resampling instead of
   one per transform avoids compounding interpolation blur and is faster.
 * The elastic field is hand-written for 2D and 3D alike (kornia has no 3D one); α is rescaled in 3D so
@@ -271,11 +273,12 @@ def get(name: str, strength: float = 1.0, dims: int = 2, **overrides) -> Policy:
     return Policy(key, float(strength), int(dims), cfg=cfg, **POLICIES[key])
 
 
-def torchvision_policy(name: str, strength: float = 1.0):
+def torchvision_policy(name: str, strength: float = 1.0, size: int = 28):
     """The per-sample ``torchvision.transforms.v2`` equivalent of a 2D policy (for teaching).
 
     Works on one (C,H,W) image, or jointly on ``(tv_tensors.Image, tv_tensors.Mask)``: v2 moves
-    the mask with the image and uses nearest interpolation for it. Random numbers come from
+    the mask with the image and uses nearest interpolation for it. ``size``: the image size (the
+    crop is resized back to it). Random numbers come from
     torch's global RNG (seed with ``torch.manual_seed``).
     """
     from torchvision.transforms import v2
@@ -289,7 +292,7 @@ def torchvision_policy(name: str, strength: float = 1.0):
                                  scale=(1 - c["scale"] * s, 1 + c["scale"] * s), interpolation=v2.InterpolationMode.BILINEAR))
     if comp.get("crop"):
         lo = 1 / (1 + c["crop_zoom"] * s) ** 2
-        t.append(v2.RandomResizedCrop(28, scale=(lo, 1.0), ratio=(1.0, 1.0), antialias=True))
+        t.append(v2.RandomResizedCrop(size, scale=(lo, 1.0), ratio=(1.0, 1.0), antialias=True))
     if comp.get("elastic"):
         t.append(v2.ElasticTransform(alpha=c["elastic_alpha"] * s, sigma=c["elastic_sigma"]))
     if comp.get("intensity"):
@@ -494,7 +497,7 @@ def verdict(df, metric: str = "test_auc", baseline: str = "none"):
                          best_sd=sd(stats.loc[best, "std"]),
                          baseline_mean=None if base is None else base["mean"],
                          gain_over_baseline=None if base is None else stats.loc[best, "mean"] - base["mean"],
-                         gain_exceeds_sd=None if base is None else bool(
+                         gain_exceeds_sd=None if base is None or stats["count"].min() < 2 else bool(
                              stats.loc[best, "mean"] - base["mean"] > max(sd(stats.loc[best, "std"]), sd(base["std"]))),
                          n_seeds=int(stats["count"].min())))
     return pd.DataFrame(rows)
@@ -513,12 +516,12 @@ def describe_verdict(v) -> str:
     """Plain-language lines from :func:`verdict` (one per dataset and label fraction)."""
     lines = []
     for r in v.itertuples():
-        if r.best_policy == "none" or r.gain_over_baseline is None:
+        if r.best_policy == "none" or r.gain_over_baseline is None or not np.isfinite(r.gain_over_baseline):
             lines.append(f"{r.dataset}, {r.label_fraction:.0%} labels: no policy beat 'none' "
                          f"(best {r.best_policy}, AUC {r.best_mean:.3f}).")
         else:
-            note = "larger than the seed sd" if r.gain_exceeds_sd else (
-                "within the seed sd — not a clear win" if r.n_seeds > 1 else "one seed — no sd, not conclusive")
+            note = ("one seed — no sd, not conclusive" if r.n_seeds < 2 else
+                    "larger than the seed sd" if r.gain_exceeds_sd else "within the seed sd — not a clear win")
             lines.append(f"{r.dataset}, {r.label_fraction:.0%} labels: {r.best_policy} wins, AUC {r.best_mean:.3f} "
                          f"vs {r.baseline_mean:.3f} without augmentation ({r.gain_over_baseline:+.3f}, {note}).")
     return "\n".join(lines)
@@ -577,59 +580,53 @@ def mask_alignment(x: torch.Tensor, masks: torch.Tensor, policies=GEOMETRIC, str
     return pd.DataFrame(rows)
 
 
-def explorer(x: torch.Tensor, masks: torch.Tensor | None = None, policies=None):
+def explorer(x: torch.Tensor, masks: torch.Tensor | None = None, policies=None, scale: int = 8):
     """An ipywidgets explorer: policy + strength + seed → before/after of one sample (2D or 3D).
 
-    Builds and returns the widget (display it); never waits for input, so papermill/nbval run on.
+    x: (C,H,W) or (C,D,H,W) (volumes show their middle axial slice); masks: the sample's mask,
+    tinted red. Renders with :func:`mednb.widgets.png`. Builds and returns the widget (display it);
+    never waits for input, so papermill/nbval run on.
     """
     import ipywidgets as W
-    import matplotlib.pyplot as plt
     from .plot import to_display
+    from .widgets import png
     dims = x.ndim - 1
     xf = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).unsqueeze(0)
     mf = None if masks is None else masks.unsqueeze(0)
     pol = W.Dropdown(options=list(policies or names()), value="strong", description="policy")
     strength = W.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.25, description="strength")
     seed = W.IntSlider(value=0, min=0, max=20, description="seed")
-    out = W.Output()
+    before, after, caption = W.Image(format="png"), W.Image(format="png"), W.HTML()
+    u8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8)  # fixed 0–255 scale: intensity changes show
+    show = lambda img, msk: png(to_display(u8(img)), None if msk is None else to_display(msk) > 0, scale)
+    before.value = show(xf[0], None if mf is None else mf[0])
 
-    def show(*_):
+    def draw(*_):
         y, m = get(pol.value, strength.value, dims)(xf, mf, torch.Generator().manual_seed(seed.value))
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(4.4, 2.3))
-            for ax, img, msk, t in ((axes[0], xf[0], None if mf is None else mf[0], "before"),
-                                    (axes[1], y[0], None if m is None else m[0], f"{pol.value} × {strength.value:g}")):
-                ax.imshow(to_display(img), cmap="gray", vmin=0, vmax=1)
-                if msk is not None and msk.any():
-                    ax.contour(to_display(msk.float()), levels=[0.5], colors="r", linewidths=0.8)
-                ax.set_title(t, fontsize=8)
-                ax.axis("off")
-            fig.tight_layout()
-            plt.show()
+        after.value = show(y[0], None if m is None else m[0])
+        caption.value = f"before · after <b>{pol.value}</b> at strength {strength.value:g} (seed {seed.value})"
 
     for w in (pol, strength, seed):
-        w.observe(show, names="value")
-    show()
-    return W.VBox([W.HBox([pol, strength, seed]), out])
+        w.observe(draw, names="value")
+    draw()
+    return W.VBox([W.HBox([pol, strength, seed]), caption, W.HBox([before, after])])
 
 
 # ----------------------------------------------------------------------------- notebook profiles
 PROFILES = {
     "smoke": dict(DATASET="phantom2d", DATASET_3D="phantom3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
-                  EPOCHS=3, EPOCHS_3D=2, BATCH_SIZE=64, LR=1e-3, SEEDS=[0], LABEL_FRACTIONS=[0.01, 0.1, 1.0],
-                  POLICIES=["none", "basic", "elastic", "strong"], POLICIES_3D=["none", "basic"], STRENGTH=1.0,
-                  COUNTS=[240, 80, 200], COUNTS_3D=[48, 24, 48], OFFLINE_COPIES=2, IMBALANCE_RATIO=0.1,
-                  THROUGHPUT_N=128, DEVICE="auto"),
+                  EPOCHS=3, EPOCHS_3D=2, BATCH_SIZE=64, LR=1e-3, SEEDS=[0], SEEDS_3D=[0], OFFLINE_SEEDS=[0],
+                  LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
+                  POLICIES_3D=["none", "basic"], STRENGTH=1.0, COUNTS=[240, 80, 200], COUNTS_3D=[32, 16, 32],
+                  OFFLINE_COPIES=2, IMBALANCE_RATIO=0.1, THROUGHPUT_N=64, DEVICE="auto"),
     "student": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
-                    EPOCHS=30, EPOCHS_3D=8, BATCH_SIZE=64, LR=1e-3, SEEDS=[0, 1, 2], LABEL_FRACTIONS=[0.01, 0.1, 1.0],
-                    POLICIES=["none", "basic", "elastic", "strong"], POLICIES_3D=["none", "strong"], STRENGTH=1.0,
-                    COUNTS=[1200, 300, 600], COUNTS_3D=[400, 100, 200], OFFLINE_COPIES=4, IMBALANCE_RATIO=0.1,
-                    THROUGHPUT_N=512, DEVICE="auto"),
+                    EPOCHS=20, EPOCHS_3D=3, BATCH_SIZE=64, LR=1e-3, SEEDS=[0, 1, 2], SEEDS_3D=[0], OFFLINE_SEEDS=[0],
+                    LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
+                    POLICIES_3D=["none", "strong"], STRENGTH=1.0, COUNTS=[1200, 300, 600], COUNTS_3D=[400, 100, 200],
+                    OFFLINE_COPIES=4, IMBALANCE_RATIO=0.1, THROUGHPUT_N=512, DEVICE="auto"),
     "full": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="resnet18", MODEL_3D="resnet18_3d",
-                 EPOCHS=100, EPOCHS_3D=50, BATCH_SIZE=128, LR=1e-3, SEEDS=[0, 1, 2, 3, 4],
-                 LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
-                 POLICIES_3D=["none", "basic", "elastic", "strong"], STRENGTH=1.0,
-                 COUNTS=[1200, 300, 600], COUNTS_3D=[400, 100, 200], OFFLINE_COPIES=4, IMBALANCE_RATIO=0.1,
-                 THROUGHPUT_N=2048, DEVICE="auto"),
+                 EPOCHS=100, EPOCHS_3D=50, BATCH_SIZE=128, LR=1e-3, SEEDS=[0, 1, 2, 3, 4], SEEDS_3D=[0, 1, 2],
+                 OFFLINE_SEEDS=[0, 1, 2], LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
+                 POLICIES_3D=["none", "basic", "elastic", "strong"], STRENGTH=1.0, COUNTS=[1200, 300, 600],
+                 COUNTS_3D=[400, 100, 200], OFFLINE_COPIES=4, IMBALANCE_RATIO=0.1, THROUGHPUT_N=2048, DEVICE="auto"),
 }

@@ -20,18 +20,20 @@ from pathlib import Path
 
 PROFILES = {
     "smoke": dict(DATASET="phantom2d", DATASET_3D="phantom3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
-                  COMPARE_MODELS=["cnn"], EPOCHS=6, EPOCHS_3D=3, BATCH_SIZE=64, BATCH_SIZE_3D=32, LR=1e-3,
-                  SEEDS=[0], N_TRAIN=600, DEVICE="auto"),
+                  EPOCHS=6, EPOCHS_3D=3, COMPARE_MODELS=["cnn"], COMPARE_EPOCHS=3, BATCH_SIZE=64, BATCH_SIZE_3D=32,
+                  LR=1e-3, SEEDS=[0], N_TRAIN=600, N_TRAIN_3D=120, DEVICE="auto"),
     "student": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
-                    COMPARE_MODELS=["cnn", "resnet18"], EPOCHS=30, EPOCHS_3D=8, BATCH_SIZE=128, BATCH_SIZE_3D=32,
-                    LR=1e-3, SEEDS=[0], N_TRAIN=0, DEVICE="auto"),
+                    EPOCHS=50, EPOCHS_3D=10, COMPARE_MODELS=["cnn", "resnet18"], COMPARE_EPOCHS=10, BATCH_SIZE=128,
+                    BATCH_SIZE_3D=32, LR=1e-3, SEEDS=[0], N_TRAIN=0, N_TRAIN_3D=0, DEVICE="auto"),
     "full": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="resnet18",
-                 MODEL_3D="resnet18_3d", COMPARE_MODELS=["cnn", "resnet18", "resnet50"], EPOCHS=100, EPOCHS_3D=100,
-                 BATCH_SIZE=128, BATCH_SIZE_3D=32, LR=1e-3, SEEDS=[0, 1, 2], N_TRAIN=0, DEVICE="auto"),
+                 MODEL_3D="resnet18_3d", EPOCHS=100, EPOCHS_3D=100, COMPARE_MODELS=["cnn", "resnet18", "resnet50"],
+                 COMPARE_EPOCHS=100, BATCH_SIZE=128, BATCH_SIZE_3D=32, LR=1e-3, SEEDS=[0, 1, 2], N_TRAIN=0,
+                 N_TRAIN_3D=0, DEVICE="auto"),
 }
-"""Knobs: DATASET/DATASET_3D (2D and 3D set), SIZE, MODEL/MODEL_3D (registry names for the detailed
-runs), COMPARE_MODELS (2D models compared with the paper's ResNets), EPOCHS/EPOCHS_3D, BATCH_SIZE(_3D),
-LR, SEEDS, N_TRAIN (phantom training-set size; 0 = the dataset's own split), DEVICE."""
+"""Knobs: DATASET / DATASET_3D (a 2D and a 3D set), SIZE, MODEL / MODEL_3D (registry names trained over
+SEEDS with the paper's protocol for EPOCHS / EPOCHS_3D), COMPARE_MODELS (2D models compared on DATASET
+for COMPARE_EPOCHS, first seed), BATCH_SIZE(_3D), LR, SEEDS, N_TRAIN / N_TRAIN_3D (phantom training-set
+sizes; 0 = the dataset's own split, ignored for MedMNIST), DEVICE."""
 
 # registry model -> the paper row it corresponds to (for the comparison table)
 PAPER_ROW = {"resnet18": "ResNet-18 ({size})", "resnet50": "ResNet-50 ({size})",
@@ -40,11 +42,33 @@ PAPER_ROW = {"resnet18": "ResNet-18 ({size})", "resnet50": "ResNet-50 ({size})",
 
 
 def load(name: str, size: int = 28, n_train: int = 0, seed: int = 0):
-    """:func:`mednb.data.load`, with phantom sizes ``(n_train, n_train/4, n_train/2)`` when ``n_train``."""
+    """:func:`mednb.data.load`; phantoms get ``(n_train, n_train/4, n_train/2)`` images when ``n_train``."""
     from . import data
     if name in data.PHANTOMS and n_train:
         return data.load(name, size, counts=(n_train, max(n_train // 4, 8), max(n_train // 2, 8)), seed=seed)
     return data.load(name, size)
+
+
+def test_scores(result, splits, device="auto") -> dict:
+    """Test-set metrics of a fitted model with ``y_true`` / ``y_score`` for confusion and ROC plots."""
+    from . import engine
+    return engine.evaluate(result.model, splits.test, splits.task, device, return_scores=True)
+
+
+def model_table(records, results: dict) -> "pd.DataFrame":
+    """Per model: parameters, training seconds, images/s and ours test AUC/ACC (mean ± sd)."""
+    import pandas as pd
+    from . import metrics as M
+    from .models import count_parameters
+    rows = []
+    for name, res in results.items():
+        rs = [r for r in records if r["model"] == name]
+        rows.append({"model": name, "parameters": f"{count_parameters(res.model) / 1e6:.2f}M",
+                     "train s": round(res.seconds, 1), "images/s": round(res.images_per_s),
+                     "best epoch": res.best_epoch,
+                     "test AUC": M.fmt([r["value"] for r in rs if r["metric"] == "test_auc"]),
+                     "test ACC": M.fmt([r["value"] for r in rs if r["metric"] == "test_acc"])})
+    return pd.DataFrame(rows)
 
 
 def records_of(result, dataset: str, model: str, seed: int, **tags) -> list[dict]:

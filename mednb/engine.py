@@ -98,6 +98,38 @@ class Staged:
         return tuple(None if t is None else (t.pin_memory() if nb else t).to(self.device, non_blocking=nb)
                      for t in out)
 
+    def batches(self, order: torch.Tensor, batch_size: int):
+        """Yield ``(x, y, masks)`` for consecutive ``batch_size`` slices of ``order``.
+
+        Resident: index slices on the device. Streaming on CUDA: the next batch is gathered on the host
+        and copied on a side stream while the current one trains (one batch of lookahead).
+        """
+        if self.resident:
+            order = order.to(self.x.device)  # one copy per epoch, then index slices on the device
+        chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        if self.resident or self.device.type != "cuda":
+            for c in chunks:
+                yield self.batch(c)
+            return
+        copy_stream = torch.cuda.Stream(self.device)
+
+        def issue(c):
+            c = c.cpu()
+            host = [None if t is None else t[c].pin_memory() for t in (self.x, self.y, self.masks)]
+            with torch.cuda.stream(copy_stream):
+                return [None if t is None else t.to(self.device, non_blocking=True) for t in host]
+
+        nxt = issue(chunks[0]) if chunks else None
+        for i in range(len(chunks)):
+            cur = nxt
+            main = torch.cuda.current_stream(self.device)
+            main.wait_stream(copy_stream)
+            for t in cur:
+                if t is not None:
+                    t.record_stream(main)
+            nxt = issue(chunks[i + 1]) if i + 1 < len(chunks) else None
+            yield tuple(cur)
+
 
 def split_nbytes(split: Split) -> int:
     n = split.x.numel() * split.x.element_size() + split.y.numel() * split.y.element_size()
@@ -114,12 +146,18 @@ def placement(nbytes: int, device: torch.device, headroom: float = 0.5) -> bool:
     return nbytes <= headroom * free
 
 
+_SAID: set[str] = set()
+
+
 def stage(split: Split, device: torch.device, resident: bool | None = None, log: Callable | None = print) -> Staged:
     """Put a split on the device when it fits (else pinned host memory), saying which once."""
     device = get_device(device)
     if resident is None:
         resident = placement(split_nbytes(split), device)
     if resident:
+        if log and device.type == "cuda" and str(device) not in _SAID:  # once per process and device
+            _SAID.add(str(device))
+            log(f"[mednb] training data resident on {device} as uint8 ({split_nbytes(split) / 2**20:.0f} MiB)")
         to = lambda t: None if t is None else t.to(device)
         return Staged(to(split.x), to(split.y), to(split.masks), device, True)
     if log:
@@ -323,8 +361,14 @@ def fit(model: nn.Module, splits: Splits, *, epochs: int = 10, lr: float = 1e-3,
         steps = max(1, math.ceil(n_train / batch_size))
     else:
         ds = ReferenceDataset(train, reference_transform)
-        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                                         generator=g, pin_memory=device.type == "cuda", drop_last=False)
+        ref_sampler = None
+        if sampler == "balanced":
+            cw = class_weights(train.y, task, splits.n_outputs)
+            w = cw[train.y[:, 0]] if not is_multilabel(task) else torch.ones(n_train)
+            ref_sampler = torch.utils.data.WeightedRandomSampler(w.double(), n_train, True, generator=g)
+        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=ref_sampler is None, sampler=ref_sampler,
+                                         num_workers=num_workers, generator=g, pin_memory=device.type == "cuda",
+                                         drop_last=False)
         steps = len(dl)
     sched = _make_scheduler(opt, schedule, epochs, steps, milestones, gamma, lr)
     if sampler == "balanced":
@@ -350,7 +394,7 @@ def fit(model: nn.Module, splits: Splits, *, epochs: int = 10, lr: float = 1e-3,
         if loader == "device":
             order = (torch.multinomial(sample_w, n_train, True, generator=g) if sampler == "balanced"
                      else torch.randperm(n_train, generator=g))
-            batches = (staged.batch(order[i:i + batch_size]) for i in range(0, n_train, batch_size))
+            batches = staged.batches(order, batch_size)
         else:
             batches = ((xb.to(device, non_blocking=True), yb.to(device, non_blocking=True), None) for xb, yb in dl)
         for xb, yb, mb in batches:

@@ -72,7 +72,8 @@ def check_value(name: str, value, expected: type):
     if expected is int and isinstance(value, bool):
         raise ParamError(f"{name} must be an int, got bool {value!r}")
     if not isinstance(value, expected):
-        raise ParamError(f"{name} must be a {_type_name(expected)}, got {type(value).__name__} {value!r}")
+        tn = _type_name(expected)
+        raise ParamError(f"{name} must be {'an' if tn[0] in 'aeiou' else 'a'} {tn}, got {type(value).__name__} {value!r}")
     return _check_vocab(name, value)
 
 
@@ -80,7 +81,7 @@ def _check_vocab(name: str, value):
     from . import data
     from .runtime import get_device
     try:
-        if name == "DATASET" or name.endswith("_DATASET"):
+        if name == "DATASET" or name.endswith("_DATASET") or name.startswith("DATASET_"):
             data.check_name(value)
         elif name == "DATASETS":
             for v in value:

@@ -174,3 +174,24 @@ def generate(dims: int = 2, size: int = 28, counts=None, site: int = 0, seed: in
         out[f"{split}_labels"] = labels.reshape(-1, 1).astype(np.uint8)
         out[f"{split}_masks"] = np.stack(masks) if n else np.zeros(shape, np.uint8)
     return out
+
+
+def lesion_contrast(images, masks, ring: int = 2) -> float:
+    """Mean intensity inside the lesion masks minus the mean of a ``ring``-pixel band around them.
+
+    images, masks: arrays/tensors (N,[C,]S,S[,S]) of the same shape (uint8 or float). Images
+    without a lesion are skipped; returns NaN when no image has one. A positive value means the
+    masks sit on brighter-than-surrounding tissue (the masks are aligned with the lesions).
+    """
+    x = np.asarray(images.cpu() if hasattr(images, "cpu") else images, dtype=np.float32)
+    m = np.asarray(masks.cpu() if hasattr(masks, "cpu") else masks) > 0
+    if x.shape != m.shape:
+        raise ValueError(f"images {x.shape} and masks {m.shape} must have the same shape")
+    diffs = []
+    for xi, mi in zip(x, m):
+        if not mi.any():
+            continue
+        band = ndimage.binary_dilation(mi, iterations=ring) & ~mi
+        if band.any():
+            diffs.append(xi[mi].mean() - xi[band].mean())
+    return float(np.mean(diffs)) if diffs else float("nan")

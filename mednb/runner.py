@@ -10,8 +10,8 @@
 - ``env.json``      — versions, device, GPU, git commit, profile, resolved parameters and seeds;
 - ``status.json``   — the runner's own bookkeeping (what ``--resume`` reads).
 
-Overrides are validated against each notebook's ``PROFILES`` table (papermill's parameter
-inspection for notebooks without one) before anything runs or is written. A failing notebook
+Overrides are validated against each notebook's ``PROFILES`` table (the assignments of its
+``parameters`` cell for notebooks without one) before anything runs or is written. A failing notebook
 does not stop the others. Every file is written atomically (temp file + ``os.replace``).
 """
 from __future__ import annotations
@@ -99,28 +99,45 @@ def notebook_knobs(path: Path) -> dict[str, object]:
     """Knob name → expected type for one notebook (``_ANY`` when unknown), ``PROFILE`` excluded.
 
     Registered notebooks (:data:`mednb.params.NOTEBOOK_MODULES`) use their PROFILES table;
-    others fall back to papermill's inspection of the ``parameters`` cell.
+    others fall back to the assignments of their ``parameters`` cell.
     """
     stem = Path(path).stem
     if stem in NOTEBOOK_MODULES:
         try:
             return dict(knob_types(notebook_profiles(stem)))
-        except ImportError:
-            pass  # topic module not importable: read the parameters cell instead
-    import papermill
+        except Exception:  # noqa: BLE001 - topic module missing or broken: read the parameters cell instead
+            pass
+    return parameters_cell_knobs(path)
+
+
+def parameters_cell_knobs(path: Path) -> dict[str, object]:
+    """Knob → type from the assignments of a notebook's ``parameters``-tagged cell (``_ANY`` for None).
+
+    Parsed with :mod:`ast` (papermill's own inspection trips over comments containing ``=``).
+    """
+    import nbformat
     try:
-        spec = papermill.inspect_notebook(str(path))
-    except Exception as e:  # malformed notebook
-        raise ParamError(f"cannot read the parameters of {path}: {e}") from None
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as e:  # noqa: BLE001 - malformed notebook
+        raise ParamError(f"cannot read {path}: {e}") from None
+    cell = next((c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        return {}
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError as e:
+        raise ParamError(f"the parameters cell of {path} is not valid Python: {e}") from None
     out: dict[str, object] = {}
-    for name, p in spec.items():
-        if name == "PROFILE":
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
+            node.target if isinstance(node, ast.AnnAssign) else None)
+        if not isinstance(target, ast.Name) or target.id == "PROFILE":
             continue
         try:
-            default = ast.literal_eval(p.get("default") or "None")
-        except (ValueError, SyntaxError):
+            default = ast.literal_eval(node.value) if node.value is not None else None
+        except ValueError:
             default = None
-        out[name] = type(default) if default is not None else _ANY
+        out[target.id] = type(default) if default is not None else _ANY
     return out
 
 
@@ -187,18 +204,19 @@ def _fmt_s(s: float) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def _key_metrics(records: list[dict], limit: int = 6) -> str:
+def _key_metrics(records: list[dict], limit: int = 8) -> str:
+    """Compact summary: one entry per metric and tag combination (seeds pooled: mean ± sd (n))."""
     from .metrics import fmt
-    by: dict[str, list] = {}
+    groups: dict[str, list] = {}
     for r in records:
-        if isinstance(r.get("value"), (int, float)):
-            by.setdefault(r["metric"], []).append(r["value"])
-    parts = []
-    for name, vals in list(by.items())[:limit]:
-        parts.append(f"{name} {fmt(vals)}" if len(vals) > 1 else f"{name} {vals[0]:.4g}")
-    if len(by) > limit:
-        parts.append(f"… {len(by) - limit} more")
-    return "; ".join(parts) or "—"
+        if not isinstance(r.get("value"), (int, float)) or isinstance(r.get("value"), bool):
+            continue
+        tags = ",".join(f"{k}={v}" for k, v in r.items() if k not in ("metric", "value", "seed", "notebook"))
+        groups.setdefault(r["metric"] + (f"[{tags}]" if tags else ""), []).append(r["value"])
+    parts = [f"{k} {fmt(v)}" if len(v) > 1 else f"{k} {v[0]:.4g}" for k, v in list(groups.items())[:limit]]
+    if len(groups) > limit:
+        parts.append(f"… {len(groups) - limit} more in results.csv")
+    return "<br>".join(parts) or "—"
 
 
 def collect(out: Path, status: dict) -> list[dict]:
@@ -280,7 +298,12 @@ def _traceback_tail(exc: BaseException, n: int = 20) -> tuple[str, str]:
 def execute(path: Path, out: Path, parameters: dict, cwd: Path | None = None,
             cell_timeout: int | None = None, kernel_name: str | None = None) -> dict:
     """Run one notebook with papermill into ``out/<stem>.ipynb`` (atomically). Returns its status."""
+    import logging
     import papermill
+    # our own validation already checked the knobs; papermill's regex-based re-inspection of the
+    # parameters cell only adds noise ("Unable to parse line", "Passed unknown parameter")
+    for name in ("papermill", "papermill.translators"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     out.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.stem}.", suffix=".running.ipynb")
     os.close(fd)
@@ -326,6 +349,8 @@ def run(names=(), *, profile: str, out: str | Path, resume: bool = False, overri
     env["created"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     env["command"] = ["mednb", *sys.argv[1:]] if Path(sys.argv[0]).name == "mednb" else sys.argv
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob(".*.running.ipynb"), *out.glob(".*.tmp")]:  # left by a run that was killed
+        stale.unlink(missing_ok=True)
 
     for i, path in enumerate(paths, 1):
         stem = path.stem

@@ -59,13 +59,13 @@ PAPER = {
 }
 
 PROFILES = {
-    "smoke": dict(DATA_2D="phantom2d", EM_DIR="", SIZE=28, COUNTS_2D=[96, 32, 48], COUNTS_3D=[24, 8, 12],
-                  EM_SPLIT=[20, 4, 6], CROP=0, SAMPLES_PER_EPOCH=96, WIDTH=8, DEPTH=3, WIDTH_3D=4, DEPTH_3D=2,
-                  EPOCHS=4, EPOCHS_3D=3, BATCH_SIZE=16, LR=3e-3, AUGMENT="none", SEEDS=[0], N_LABELLED=[1, 3, 0],
+    "smoke": dict(DATA_2D="phantom2d", EM_DIR="", SIZE=28, COUNTS_2D=[64, 24, 32], COUNTS_3D=[16, 6, 8],
+                  EM_SPLIT=[20, 4, 6], CROP=0, SAMPLES_PER_EPOCH=32, WIDTH=8, DEPTH=3, WIDTH_3D=4, DEPTH_3D=2,
+                  EPOCHS=4, EPOCHS_3D=3, BATCH_SIZE=8, LR=5e-3, AUGMENT="none", SEEDS=[0], N_LABELLED=[1, 3, 0],
                   EPOCHS_LABEL=3, PRETRAIN_EPOCHS=2, DEVICE="auto"),
     "student": dict(DATA_2D="em", EM_DIR="", SIZE=28, COUNTS_2D=[600, 150, 300], COUNTS_3D=[120, 30, 60],
-                    EM_SPLIT=[20, 4, 6], CROP=96, SAMPLES_PER_EPOCH=160, WIDTH=8, DEPTH=4, WIDTH_3D=8, DEPTH_3D=2,
-                    EPOCHS=12, EPOCHS_3D=8, BATCH_SIZE=8, LR=2e-3, AUGMENT="none", SEEDS=[0, 1],
+                    EM_SPLIT=[20, 4, 6], CROP=64, SAMPLES_PER_EPOCH=128, WIDTH=8, DEPTH=4, WIDTH_3D=8, DEPTH_3D=2,
+                    EPOCHS=10, EPOCHS_3D=8, BATCH_SIZE=8, LR=2e-3, AUGMENT="none", SEEDS=[0, 1],
                     N_LABELLED=[1, 3, 0], EPOCHS_LABEL=10, PRETRAIN_EPOCHS=10, DEVICE="auto"),
     "full": dict(DATA_2D="em", EM_DIR="", SIZE=64, COUNTS_2D=[1200, 300, 600], COUNTS_3D=[400, 100, 200],
                  EM_SPLIT=[20, 4, 6], CROP=256, SAMPLES_PER_EPOCH=800, WIDTH=32, DEPTH=4, WIDTH_3D=16, DEPTH_3D=3,
@@ -571,7 +571,7 @@ def overlays(x, truth, preds: dict, n: int = 3, title: str | None = None):
             t, q = to_display(truth[r]).astype(float), to_display(p[r]).astype(float)
             if t.any():
                 ax.contour(t, levels=[0.5], colors="w", linewidths=0.7)
-            if q.any():
+            if q.any() and p is not truth:
                 ax.contour(q, levels=[0.5], colors="r", linewidths=0.7)
             ax.axis("off")
             if r == 0:
@@ -580,3 +580,133 @@ def overlays(x, truth, preds: dict, n: int = 3, title: str | None = None):
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- experiments of notebook 05
+CONFIGS = (("U-Net", "unet", {}), ("wide U-Net", "wide_unet", {}), ("UNet++", "unetpp", {}),
+           ("UNet++ DS", "unetpp", {"deep_supervision": True}))
+
+
+def compare(splits: Splits, seeds=(0,), *, configs=CONFIGS, width: int = 8, depth: int = 3, device="auto",
+            progress: bool = True, **fit_kw):
+    """Train every (label, model, kw) config for every seed at equal epochs.
+
+    Returns ``(runs, fitted)``: a DataFrame (label, model, deep_supervision, seed, iou, dice,
+    iou_image, params, seconds) and ``{(label, seed): FitResult}``.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+    rows, fitted = [], {}
+    jobs = [(c, s) for s in seeds for c in configs]
+    for (label, name, kw), seed in tqdm(jobs, desc=f"{splits.name}: models × seeds", disable=not progress):
+        t0 = time.perf_counter()
+        r = train(splits, name, seed=seed, model_kw=dict(width=width, depth=depth, **kw), device=device,
+                  progress=False, **fit_kw)
+        fitted[(label, seed)] = r
+        rows.append(dict(label=label, model=name, deep_supervision=bool(kw.get("deep_supervision", False)),
+                         seed=seed, iou=r.test["iou"], dice=r.test["dice"],
+                         iou_image=float(np.mean(r.test["iou_image"])), params=r.params,
+                         seconds=time.perf_counter() - t0))
+    return pd.DataFrame(rows), fitted
+
+
+def table(runs, by=("label",), metrics=("iou", "dice"), digits: int = 3):
+    """``mean ± sd (n)`` of each metric per group of a runs DataFrame (plus the parameter count)."""
+    from .metrics import fmt
+    import pandas as pd
+    out = []
+    for key, g in runs.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key))
+        row.update({m: fmt(g[m].tolist(), digits) for m in metrics})
+        if "params" in g:
+            row["parameters"] = f"{int(g['params'].iloc[0]):,}"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def pruning_table(model: UNetPlusPlus, split: Split, device="auto", repeats: int = 3, batch_size: int = 8):
+    """UNet++ L^1..L^depth from one deeply supervised model: test IoU/Dice, parameters, inference ms/image."""
+    import pandas as pd
+    rows = []
+    for k in range(1, model.depth + 1):
+        p = pruned(model, k)
+        r = evaluate(p, split, device)
+        rows.append(dict(prune_level=k, iou=r["iou"], dice=r["dice"], params=models.count_parameters(p),
+                         ms_per_image=inference_ms(p, split.x, device, repeats, batch_size)))
+    return pd.DataFrame(rows)
+
+
+def receptive_field(dilations=(1, 1, 1), size: int = 41) -> np.ndarray:
+    """Effective receptive field of a stack of 3×3 convolutions (all-ones weights) with these dilations:
+    the gradient magnitude of the centre output pixel w.r.t. the input, (size, size), max-normalised."""
+    x = torch.zeros(1, 1, size, size, requires_grad=True)
+    y = x
+    for d in dilations:
+        w = torch.ones(1, 1, 3, 3)
+        y = F.conv2d(y, w, padding=d, dilation=d)
+    y[0, 0, size // 2, size // 2].backward()
+    g = x.grad[0, 0].abs().numpy()
+    return g / g.max()
+
+
+def label_efficiency(splits: Splits, n_labelled=(1, 3, 0), seeds=(0,), *, model: str = "unet", width: int = 8,
+                     depth: int = 3, pretrained: nn.Module | None = None, device="auto", progress: bool = True,
+                     **fit_kw):
+    """Train ``model`` with n labelled training images (0 = all), from scratch and (if given) from the
+    ``pretrained`` encoder. Returns a DataFrame (n_labelled, init, seed, iou, dice)."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+    inits = [("scratch", None)] + ([("pretrained", pretrained)] if pretrained is not None else [])
+    jobs = [(n, i, s) for s in seeds for n in n_labelled for i in inits]
+    rows = []
+    for n, (init, net), seed in tqdm(jobs, desc="label efficiency", disable=not progress):
+        idx = labelled_subset(splits.train, n, seed)
+        r = train(splits, model, seed=seed, model_kw=dict(width=width, depth=depth), init=net, train_idx=idx,
+                  device=device, progress=False, **fit_kw)
+        rows.append(dict(n_labelled=len(idx) if n > 0 else len(splits.train), n_requested=n, init=init, seed=seed,
+                         iou=r.test["iou"], dice=r.test["dice"]))
+    return pd.DataFrame(rows)
+
+
+def claims(runs2d, prune=None, label_eff=None) -> "pd.DataFrame":
+    """The papers' claims (quoted, cited) beside our measured numbers (computed from the runs)."""
+    import pandas as pd
+    from .metrics import fmt
+
+    def delta(a, b):
+        m = runs2d.pivot_table(index="seed", columns="label", values="iou")
+        if a not in m or b not in m:
+            return "–"
+        return fmt((100 * (m[a] - m[b])).dropna().tolist(), 1) + " IoU points"
+
+    short = {"unetpp_2018": "Zhou et al., DLMIA 2018", "unetpp_2019": "Zhou et al., IEEE TMI 2020",
+             "wide_unet_filters": "Zhou et al. 2018, Table 1"}
+    rows = [dict(claim=PAPER["unetpp_2018"][1], source=short["unetpp_2018"],
+                 ours=f"UNet++ DS − U-Net: {delta('UNet++ DS', 'U-Net')}; UNet++ DS − wide U-Net: "
+                      f"{delta('UNet++ DS', 'wide U-Net')} ({runs2d.get('dataset', pd.Series(['2D'])).iloc[0]})"),
+            dict(claim=PAPER["wide_unet_filters"][1], source=short["wide_unet_filters"],
+                 ours="parameters: " + ", ".join(f"{l} {int(g['params'].iloc[0]):,}"
+                                                 for l, g in runs2d.groupby("label", sort=False)))]
+    if prune is not None and len(prune) > 1:
+        full, small = prune.iloc[-1], prune.iloc[0]
+        rows.append(dict(claim=PAPER["unetpp_2019"][1], source=short["unetpp_2019"],
+                         ours=f"L1 vs L{int(full.prune_level)}: {full.ms_per_image / max(small.ms_per_image, 1e-9):.1f}× "
+                              f"faster, {100 * small.params / full.params:.1f}% of the parameters, IoU "
+                              f"{small.iou:.3f} vs {full.iou:.3f}"))
+    if label_eff is not None and len(label_eff):
+        few = label_eff[label_eff.n_requested == min(n for n in label_eff.n_requested if n > 0)]
+        m = few.groupby("init")["iou"].mean()
+        if "pretrained" in m:
+            rows.append(dict(claim="Models Genesis: restoration pre-training helps when labels are scarce "
+                                   "(Zhou et al., MICCAI 2019 / MedIA 2021).",
+                             source="Zhou et al., MedIA 2021",
+                             ours=f"{int(few.n_labelled.iloc[0])} labelled image(s): IoU pretrained "
+                                  f"{m['pretrained']:.3f} vs scratch {m['scratch']:.3f}"))
+    return pd.DataFrame(rows)
+
+
+def param_count(name: str, in_channels: int = 1, num_classes: int = 2, dims: int = 2, **kw) -> int:
+    """Parameters of a segmentation model, counted without allocating weights (meta device)."""
+    with torch.device("meta"):
+        return models.count_parameters(create(name, in_channels, num_classes, dims=dims, **kw))

@@ -29,8 +29,8 @@ AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 PROFILES = {
     "smoke": dict(DATASETS=["phantom3d"], SIZES=[28], CONVS=["2.5d", "3d", "acs"], BACKBONE="cnn", WIDTH=8,
-                  EPOCHS=3, BATCH_SIZE=32, LR=2e-3, SEEDS=[0], PHANTOM_COUNTS=[160, 40, 80],
-                  LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=2, AUGMENT="flip", FORCE_PRETRAIN=False,
+                  EPOCHS=3, BATCH_SIZE=32, LR=2e-3, SEEDS=[0], PHANTOM_COUNTS=[96, 32, 64],
+                  LABEL_FRACTIONS=[0.25, 1.0], GENESIS_EPOCHS=1, AUGMENT="flip", FORCE_PRETRAIN=False,
                   MEASURE_MEMORY=False, DEVICE="auto"),
     "student": dict(DATASETS=["adrenalmnist3d"], SIZES=[28, 64], CONVS=["2.5d", "3d", "acs"], BACKBONE="cnn",
                     WIDTH=16, EPOCHS=10, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1], PHANTOM_COUNTS=[400, 100, 200],
@@ -251,7 +251,7 @@ def with_paper(df, backbone_rows=("ResNet-18", "ResNet-50")):
                "ours ACC": metrics.fmt(g["test_acc"]), "params": int(g["params"].iloc[0]),
                "s/epoch": f"{g['sec_per_epoch'].mean():.1f}"}
         for b in backbone_rows:
-            ref = references.lookup(d, f"{b}+{c.upper() if c != '2.5d' else '2.5D'}")
+            ref = references.lookup(d, f"{b}+{c.upper() if c != '2.5d' else '2.5D'}") if references.has(d) else None
             row[f"paper {b} AUC/ACC"] = f"{ref['auc']:.3f} / {ref['acc']:.3f}" if ref else "–"
         out.append(row)
     return pd.DataFrame(out)

@@ -75,7 +75,7 @@ def test_mask_stays_aligned(name, dims, ph2, ph3):
     aligned = _dice(moved_indicator, mo)
     stale = _dice(moved_indicator, m)
     assert aligned > 0.85, aligned
-    assert aligned > stale + 0.1 or name == "flip" and stale > 0.99 - 1e-9, (aligned, stale)
+    assert aligned > stale + 0.1, (aligned, stale)
     # and the bright lesion is still under the transformed mask in the transformed image
     inside = y[:, :1][mo.bool()].mean()
     outside = y[:, :1][~mo.bool()].mean()
@@ -205,3 +205,34 @@ def test_throughput_positive(ph2):
     x, _ = ph2
     assert A.throughput(A.get("basic"), x[:8], "cpu", repeats=1) > 0
     assert A.throughput(A.torchvision_policy("flip"), (x[:4] * 255).to(torch.uint8), "cpu", repeats=1) > 0
+
+
+def test_mask_alignment_table(ph2):
+    x, m = ph2
+    t = A.mask_alignment(x[:6], m[:6], seed=0)
+    assert list(t.policy) == list(A.GEOMETRIC)
+    assert (t.dice_moved_mask > 0.85).all()
+    assert (t.dice_moved_mask > t.dice_unmoved_mask).all()
+
+
+def test_explorer_updates_without_waiting(ph2):
+    pytest.importorskip("ipywidgets")
+    x, m = ph2
+    w = A.explorer((x[0] * 255).to(torch.uint8), m[0])
+    (pol, strength, seed), caption, (before, after) = w.children[0].children, w.children[1], w.children[2].children
+    first = after.value
+    assert before.value and first and "strong" in caption.value
+    pol.value, strength.value = "elastic", 2.0
+    assert after.value != first and "elastic" in caption.value
+    strength.value = 0.0
+    assert "strength 0" in caption.value
+
+
+def test_gallery_figure(ph2):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x, m = ph2
+    fig = A.gallery(x[0], ["none", "basic"], n=3, masks=m[0])
+    assert len(fig.axes) == 2 * 4
+    plt.close(fig)

@@ -24,23 +24,26 @@ def test_registry_names_and_unknown_name_lists_valid_names():
 def test_2d_classifiers_forward_embed_backward(name, channels):
     torch.manual_seed(0)
     m = models.create(name, channels, 5, dims=2, size=28)  # 28 px: CIFAR stem for the ResNets
+    assert list(dict(m.features.named_children()))  # named stages for CAM/transfer code
+    if name != "cnn":  # the CIFAR-stem ResNets are slow on CPU: one forward pass only
+        with torch.no_grad():
+            assert m.eval()(torch.randn(1, channels, 28, 28)).shape == (1, 5)
+        return
     x = torch.randn(2, channels, 28, 28)
     out = m(x)
     assert out.shape == (2, 5)
-    assert m.embed(x).shape[0] == 2 and m.embed(x).ndim == 2
-    assert list(dict(m.features.named_children()))  # named stages for CAM/transfer code
-    if name == "cnn":  # backward only on the small net (fast)
-        out.sum().backward()
-        assert all(p.grad is not None for p in m.parameters())
+    assert m.embed(x).shape == (2, 128)
+    out.sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS_3D)
 def test_3d_classifiers_tiny_volumes(name):
     torch.manual_seed(0)
-    m = models.create(name, 1, 3, dims=3, size=8)
+    m = models.create(name, 1, 3, dims=3, size=8).eval()
     with torch.no_grad():
-        out = m(torch.randn(2, 1, 8, 8, 8))
-    assert out.shape == (2, 3)
+        out = m(torch.randn(1, 1, 8, 8, 8))
+    assert out.shape == (1, 3)
     assert not any(isinstance(mod, nn.Conv2d) for mod in m.modules())
 
 
@@ -48,7 +51,7 @@ def test_segmentation_plugins_forward():
     """Models registered by other modules (segmenters) also build and run on tiny inputs."""
     extra = [n for n in models.names() if n not in CLASSIFIERS_2D + CLASSIFIERS_3D]
     for name in extra:
-        m = models.create(name, 1, 2, dims=2, size=16)
+        m = models.create(name, 1, 2, dims=2, size=16).eval()
         with torch.no_grad():
             out = m(torch.randn(1, 1, 16, 16))
         assert out.shape[0] == 1 and out.shape[1] == 2
@@ -63,7 +66,7 @@ def test_stems_and_parameter_counts():
     assert isinstance(small.features.stem[3], nn.Identity)  # no max-pool at 28 px
     assert big.features.stem[0].kernel_size == (7, 7) and isinstance(big.features.stem[3], nn.MaxPool2d)
     with torch.no_grad():
-        assert big(torch.randn(1, 1, 64, 64)).shape == (1, 2)
+        assert big.eval()(torch.randn(1, 1, 64, 64)).shape == (1, 2)
     # the small CNNs match the reference scripts' sizes (0.24M 2D, 0.18M 3D)
     assert 230_000 < models.count_parameters(models.create("cnn", 1, 2)) < 250_000
     assert 170_000 < models.count_parameters(models.create("cnn", 1, 2, dims=3)) < 190_000

@@ -15,9 +15,10 @@
 (N, *spatial) maps in [0, 1] for 2D (N,C,H,W) or 3D (N,C,D,H,W) batches. The contrast methods of
 the sanity checks (``guided_backprop``, ``edge``) are created the same way.
 
-Default layer (:func:`default_layer`): the deepest stage with ≥ 7 cells per side — ``block4`` of
-``cnn`` (7×7 at 28 px), ``layer3`` of the CIFAR-stem ResNets at 28 px (7×7; ``layer4`` is 4×4).
-Notebook 07 measures every stage on phantom lesions and shows whether the data agree.
+Default layer (:func:`default_layer`): the shallowest stage at the coarsest grid that still has
+≥ 7 cells per side — ``block2`` of ``cnn`` at 28 px (block2–4 are all 7×7; the deeper ones only
+blur), ``layer3`` of the CIFAR-stem ResNets at 28 px (7×7; ``layer4`` is 4×4), ``layer4`` at
+224 px. Chosen by measurement on phantom lesions; notebook 07 re-measures every stage.
 
 Submodules: :mod:`.metrics` (pointing game, energy in mask, deletion/insertion),
 :mod:`.sanity` (Adebayo et al. 2018 checks), :mod:`.evaluate` (cached training, localization

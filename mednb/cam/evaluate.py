@@ -26,7 +26,8 @@ def checkpoint_path(splits, model: str, **cfg):
 
 
 def trained(splits, model: str = "cnn", *, seed: int = 0, epochs: int = 8, batch_size: int = 64, lr: float = 1e-3,
-            select: str = "val_auc", device="auto", cache: bool = True, progress: bool = True, **fit_kw):
+            select: str = "val_auc", device="auto", cache: bool = True, progress: bool = True,
+            model_kw: dict | None = None, **fit_kw):
     """A classifier trained on ``splits`` by :func:`mednb.engine.train`, cached by configuration.
 
     Returns ``(model, info)``; ``info`` holds ``test`` (auc/acc/balanced_acc/loss), ``cached``
@@ -35,15 +36,16 @@ def trained(splits, model: str = "cnn", *, seed: int = 0, epochs: int = 8, batch
     from .. import engine, models
     from ..runtime import get_device, seed_everything
     path = checkpoint_path(splits, model, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, select=select,
-                           **fit_kw)
+                           model_kw=model_kw or {}, **fit_kw)
     dev = get_device(device)
     if cache and path.exists():
         seed_everything(seed)
-        net = models.create(model, splits.n_channels, splits.n_outputs, dims=splits.dims, size=splits.size)
+        net = models.create(model, splits.n_channels, splits.n_outputs, dims=splits.dims, size=splits.size,
+                            **(model_kw or {}))
         ckpt = engine.load_checkpoint(net, path)
         return net.to(dev).eval(), {"test": dict(ckpt.get("test", {})), "cached": True, "path": path, "seconds": 0.0}
     res = engine.train(splits, model, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, select=select,
-                       device=dev, progress=progress, **fit_kw)
+                       device=dev, progress=progress, model_kw=model_kw, **fit_kw)
     net = res.model.eval()
     if cache:
         engine.save_checkpoint(net, path, {"test": {k: float(v) for k, v in res.test.items()}})

@@ -131,22 +131,24 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, maps, target, steps: i
     fr = torch.linspace(0, 1, steps + 1)
     g = torch.Generator().manual_seed(int(seed))
     curves = {"deletion": torch.zeros(n, steps + 1), "insertion": torch.zeros(n, steps + 1)}
+    per = max(1, batch_size // (steps + 1))  # images per forward pass
+    counts = (fr * maps[0].numel()).round().long()
     try:
-        for i in range(n):
-            xi = model_ready(x[i:i + 1]).to(device)
+        for i in range(0, n, per):
+            xi = model_ready(x[i:i + per]).to(device)  # (B, C, *S)
+            b = len(xi)
             base = baseline_image(xi, baseline)
-            flat = maps[i].flatten()
-            order = torch.argsort(flat + 1e-6 * torch.rand(flat.shape, generator=g), descending=True)
+            flat = maps[i:i + b].flatten(1)
+            order = torch.argsort(flat + 1e-6 * torch.rand(flat.shape, generator=g), dim=1, descending=True)
             rank = torch.empty_like(order)
-            rank[order] = torch.arange(len(order))
-            counts = (fr * len(flat)).round().long()
-            sel = (rank[None] < counts[:, None]).float().view(steps + 1, 1, *maps.shape[1:]).to(device)
-            for kind, (a, b) in {"deletion": (base, xi), "insertion": (xi, base)}.items():
-                imgs = sel * a + (1 - sel) * b  # selected pixels come from a
-                probs = []
-                for j in range(0, len(imgs), batch_size):
-                    probs.append(torch.softmax(model(imgs[j:j + batch_size]).float(), 1)[:, target[i]].cpu())
-                curves[kind][i] = torch.cat(probs)
+            rank.scatter_(1, order, torch.arange(flat.shape[1]).expand_as(order).contiguous())
+            sel = (rank[:, None] < counts[None, :, None]).float()  # (B, steps+1, P)
+            sel = sel.view(b, steps + 1, 1, *maps.shape[1:]).to(device)
+            tb = target[i:i + b].to(device)
+            for kind, (a, c) in {"deletion": (base, xi), "insertion": (xi, base)}.items():
+                imgs = sel * a[:, None] + (1 - sel) * c[:, None]  # selected pixels come from a
+                p = torch.softmax(model(imgs.flatten(0, 1)).float(), 1).view(b, steps + 1, -1)
+                curves[kind][i:i + b] = p.gather(2, tb.view(b, 1, 1).expand(b, steps + 1, 1))[..., 0].cpu()
     finally:
         model.train(was_training)
     x_axis = fr.numpy()

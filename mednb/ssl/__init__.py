@@ -55,26 +55,27 @@ METHODS: dict[str, type[Pretext]] = {c.name: c for c in (Rotation, Jigsaw, Genes
 FAMILIES = {name: cls.family for name, cls in METHODS.items()}
 
 PROFILES = {
-    "smoke": dict(DATASET="phantom2d", SIZE=28, MODEL="cnn", PHANTOM_COUNTS=[400, 100, 200],
+    "smoke": dict(DATASET="phantom2d", SIZE=28, MODEL="cnn", PHANTOM_COUNTS=[240, 60, 120],
                   METHODS=["rotation", "genesis"], N_UNLABELED=0, PRETRAIN_EPOCHS=2, BATCH_SIZE=64, LR=1e-3,
                   FT_EPOCHS=2, FT_LR=1e-3, LABEL_FRACTIONS=[0.1, 1.0], SEEDS=[0],
                   PROTOCOLS=["linear", "finetune"], FORCE_RETRAIN=False, EMBEDDING="pca",
-                  DATASET_3D="phantom3d", MODEL_3D="cnn", PHANTOM_COUNTS_3D=[48, 24, 48], N_UNLABELED_3D=0,
-                  PRETRAIN_EPOCHS_3D=1, FT_EPOCHS_3D=2, LABEL_FRACTIONS_3D=[1.0], DEVICE="auto"),
+                  DATASET_3D="phantom3d", MODEL_3D="cnn", PHANTOM_COUNTS_3D=[32, 16, 32], N_UNLABELED_3D=0,
+                  PRETRAIN_EPOCHS_3D=1, FT_EPOCHS_3D=2, LABEL_FRACTIONS_3D=[1.0], SEEDS_3D=[0],
+                  DEVICE="auto"),
     "student": dict(DATASET="breastmnist", SIZE=28, MODEL="cnn", PHANTOM_COUNTS=[1200, 300, 600],
                     METHODS=list(METHODS), N_UNLABELED=0, PRETRAIN_EPOCHS=30, BATCH_SIZE=128, LR=1e-3,
                     FT_EPOCHS=15, FT_LR=1e-3, LABEL_FRACTIONS=[0.01, 0.1, 1.0], SEEDS=[0, 1, 2],
                     PROTOCOLS=["linear", "finetune"], FORCE_RETRAIN=False, EMBEDDING="tsne",
                     DATASET_3D="adrenalmnist3d", MODEL_3D="cnn", PHANTOM_COUNTS_3D=[400, 100, 200],
-                    N_UNLABELED_3D=0, PRETRAIN_EPOCHS_3D=5, FT_EPOCHS_3D=8, LABEL_FRACTIONS_3D=[0.1, 1.0],
-                    DEVICE="auto"),
+                    N_UNLABELED_3D=0, PRETRAIN_EPOCHS_3D=3, FT_EPOCHS_3D=4, LABEL_FRACTIONS_3D=[0.1, 1.0],
+                    SEEDS_3D=[0, 1], DEVICE="auto"),
     "full": dict(DATASET="breastmnist", SIZE=28, MODEL="resnet18", PHANTOM_COUNTS=[1200, 300, 600],
                  METHODS=list(METHODS), N_UNLABELED=0, PRETRAIN_EPOCHS=200, BATCH_SIZE=256, LR=1e-3,
                  FT_EPOCHS=50, FT_LR=1e-3, LABEL_FRACTIONS=[0.01, 0.1, 1.0], SEEDS=[0, 1, 2, 3, 4],
                  PROTOCOLS=["linear", "finetune"], FORCE_RETRAIN=False, EMBEDDING="tsne",
                  DATASET_3D="adrenalmnist3d", MODEL_3D="resnet18_3d", PHANTOM_COUNTS_3D=[400, 100, 200],
                  N_UNLABELED_3D=0, PRETRAIN_EPOCHS_3D=100, FT_EPOCHS_3D=50, LABEL_FRACTIONS_3D=[0.1, 1.0],
-                 DEVICE="auto"),
+                 SEEDS_3D=[0, 1, 2, 3, 4], DEVICE="auto"),
 }
 
 
@@ -157,6 +158,8 @@ def pretrain(method: str, model: nn.Module, x_unlabeled_uint8: torch.Tensor, *, 
     if path is not None and path.exists() and not force:
         ckpt = load_checkpoint(obj, path)
         obj.eval()
+        if ckpt.get("knn_init") is not None:
+            meta["knn_init"] = float(ckpt["knn_init"])
         return PretrainResult(model, list(ckpt.get("history", [])), path, obj, cached=True,
                               seconds=float(ckpt.get("seconds", 0.0)), meta=meta)
 

@@ -25,10 +25,10 @@ class BarlowTwins(Pretext):
     name, family, paper = "barlow", "information maximization", "Zbontar et al., ICML 2021"
 
     def __init__(self, model, in_channels, size, dims, lambd: float = 5e-3, proj_dim: int = 128, hidden: int = 256,
-                 views: str | None = None, strength: float = 1.0):
+                 views: str | None = "auto", strength: float = 1.0):
         super().__init__(model, in_channels, size, dims)
         self.lambd = float(lambd)
-        self.views = get_views(views, strength, dims)
+        self.views, self.view_source = get_views(views, strength, dims)
         self.projector = mlp(self.feat_dim, hidden, proj_dim)
 
     def loss(self, x, idx, generator=None):

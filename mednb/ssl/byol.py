@@ -25,10 +25,10 @@ class BYOL(Pretext):
     name, family, paper = "byol", "distillation", "Grill et al., NeurIPS 2020"
 
     def __init__(self, model, in_channels, size, dims, tau: float = 0.99, proj_dim: int = 64, hidden: int = 256,
-                 views: str | None = None, strength: float = 1.0):
+                 views: str | None = "auto", strength: float = 1.0):
         super().__init__(model, in_channels, size, dims)
         self.tau = float(tau)
-        self.views = get_views(views, strength, dims)
+        self.views, self.view_source = get_views(views, strength, dims)
         self.projector = mlp(self.feat_dim, hidden, proj_dim)
         self.predictor = mlp(proj_dim, hidden, proj_dim)
         self.target = nn.ModuleDict({"features": copy.deepcopy(model.features),

@@ -43,7 +43,9 @@ def _max_hamming(n_tiles: int, n_perms: int, seed: int, candidates: int) -> tupl
         raise ValueError(f"n_perms={n_perms} exceeds {n_tiles}! = {math.factorial(n_tiles)} permutations")
     rng = np.random.default_rng(seed)
     if math.factorial(n_tiles) <= 400_000:
-        pool = np.array(list(itertools.permutations(range(n_tiles))), dtype=np.int8)
+        count = math.factorial(n_tiles)
+        pool = np.fromiter(itertools.chain.from_iterable(itertools.permutations(range(n_tiles))), dtype=np.int8,
+                           count=count * n_tiles).reshape(count, n_tiles)
     else:
         pool = np.unique(np.argsort(rng.random((candidates, n_tiles)), axis=1).astype(np.int8), axis=0)
         if len(pool) < n_perms:

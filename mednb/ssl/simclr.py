@@ -25,10 +25,10 @@ class SimCLR(Pretext):
     name, family, paper = "simclr", "contrastive", "Chen et al., ICML 2020"
 
     def __init__(self, model, in_channels, size, dims, temperature: float = 0.5, proj_dim: int = 64,
-                 hidden: int = 256, views: str | None = None, strength: float = 1.0):
+                 hidden: int = 256, views: str | None = "auto", strength: float = 1.0):
         super().__init__(model, in_channels, size, dims)
         self.temperature = float(temperature)
-        self.views = get_views(views, strength, dims)
+        self.views, self.view_source = get_views(views, strength, dims)
         self.projector = mlp(self.feat_dim, hidden, proj_dim)
 
     def loss(self, x, idx, generator=None):

@@ -1,9 +1,10 @@
 """Two random "views" of each image for the joint-embedding methods (SimCLR, BYOL, Barlow Twins).
 
-:func:`view` is mednb's own minimal view function (2D/3D by shape, per-sample parameters, batched
+:func:`view` is mednb.ssl's own minimal view function (2D/3D by shape, per-sample parameters, batched
 on the device): random resized crop (area ``scale`` of the image, aspect ratio 3/4…4/3) and flips
 through one ``affine_grid`` resampling, then brightness/contrast jitter and Gaussian noise, scaled by
-``strength``. :func:`get_views` returns it, or a :mod:`mednb.augment` policy when one is named.
+``strength``. :func:`get_views` picks :mod:`mednb.augment`'s ``strong`` policy when that module is
+installed (default ``views="auto"``), else this function.
 """
 from __future__ import annotations
 
@@ -40,11 +41,24 @@ def view(x: torch.Tensor, generator=None, strength: float = 1.0, scale=(0.35, 1.
     return y.clamp(0, 1)
 
 
-def get_views(name: str | None = None, strength: float = 1.0, dims: int = 2):
-    """A view function ``f(x, generator) -> x_view``: mednb's own (``None``/``"ssl"``) or the policy
-    ``name`` of :mod:`mednb.augment` (``augment.get(name, strength, dims)``)."""
+def get_views(name: str | None = "auto", strength: float = 1.0, dims: int = 2):
+    """A view function ``f(x, generator) -> x_view`` and where it comes from.
+
+    ``"auto"`` (default): :mod:`mednb.augment`'s ``strong`` policy with a SimCLR-like crop (zoom up
+    to 2×, ``crop_zoom=1.0``) when that module is available, else mednb.ssl's own :func:`view`;
+    ``None``/``"ssl"``: the own view; any other name: that :mod:`mednb.augment` policy.
+    Returns ``(fn, source)``.
+    """
+    if name == "auto":
+        try:
+            from .. import augment
+        except ImportError:
+            name = "ssl"
+        else:
+            policy = augment.get("strong", strength, dims, crop_zoom=1.0)
+            return (lambda x, generator=None: policy(x, None, generator)[0].clamp(0, 1)), "augment:strong(crop_zoom=1)"
     if name in (None, "ssl"):
-        return lambda x, generator=None: view(x, generator, strength)
+        return (lambda x, generator=None: view(x, generator, strength)), "ssl.view"
     from .. import augment
     policy = augment.get(name, strength, dims)
-    return lambda x, generator=None: policy(x, None, generator)[0].clamp(0, 1)
+    return (lambda x, generator=None: policy(x, None, generator)[0].clamp(0, 1)), f"augment:{name}"

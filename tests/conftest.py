@@ -1,0 +1,71 @@
+"""Shared fixtures: temporary data roots, the real MedMNIST files when present, tiny notebooks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+MEDMNIST = SHARED / "medmnist"
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch) -> Path:
+    """An empty data root in tmp_path, set as ``$MEDNB_DATA``."""
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("MEDNB_DATA", str(root))
+    return root
+
+
+@pytest.fixture
+def real_file():
+    """Path of a real MedMNIST file in ../shared/data/medmnist (skip when absent)."""
+    def get(name: str = "breastmnist.npz") -> Path:
+        path = MEDMNIST / name
+        if not path.is_file():
+            pytest.skip(f"{path} not present")
+        return path
+    return get
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Make every download fail like an offline machine; returns the list of attempted URLs."""
+    import urllib.error
+    import urllib.request
+    tried = []
+
+    def offline(url, *a, **k):
+        tried.append(url)
+        raise urllib.error.URLError("no network (test)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    return tried
+
+
+def write_notebook(path: Path, knobs: dict[str, str], body: list[str], profiles: str | None = None) -> Path:
+    """A small notebook: a ``parameters`` cell (``PROFILE`` + knobs = None), an optional
+    ``mednb.params`` setup cell over an inline PROFILES table, then ``body`` cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    lines = ["PROFILE = None  # profile"] + [f"{k} = None  # {c}" for k, c in knobs.items()]
+    p = nbformat.v4.new_code_cell("\n".join(lines))
+    p.metadata["tags"] = ["parameters"]
+    cells = [p]
+    if profiles:
+        cells.append(nbformat.v4.new_code_cell(f"import mednb\nPROFILES = {profiles}\nP = mednb.params(globals(), PROFILES)"))
+    cells += [nbformat.v4.new_code_cell(b) for b in body]
+    nb.cells = cells
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_metrics_sink(monkeypatch):
+    """Tests must not append records to a metrics file named in the caller's shell."""
+    monkeypatch.delenv("MEDNB_METRICS", raising=False)

@@ -1,0 +1,204 @@
+"""mednb.engine: determinism, label fractions, device vs reference path, streaming, every task type."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mednb import data, engine
+from mednb.data import Split, Splits, label_subset
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"
+
+
+def _synthetic(task="multi-class", k=3, n=(48, 16, 16), dims=2, side=12, channels=1, seed=0):
+    """Tiny Splits whose class is visible in the mean intensity (so a model can learn it)."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (channels,) + (side,) * dims
+
+    def split(m):
+        if task.startswith("multi-label"):
+            y = (torch.rand(m, k, generator=g) < 0.4).long()
+            y[0], y[1] = 1, 0
+            level = y.float().mean(1)
+        else:
+            y = torch.arange(m).remainder(k).view(m, 1)
+            level = y[:, 0].float() / max(k - 1, 1)
+        x = (level.view(m, *([1] * len(shape))) * 160 + torch.rand(m, *shape, generator=g) * 90).to(torch.uint8)
+        return Split(x, y)
+    labels = {i: f"c{i}" for i in range(k)}
+    return Splits("synthetic", side, task, labels, channels, dims, split(n[0]), split(n[1]), split(n[2]))
+
+
+FAST = dict(epochs=2, batch_size=16, progress=False, model_kw={"width": 4})
+
+
+@pytest.mark.parametrize("task,k", [("binary-class", 2), ("multi-class", 3), ("ordinal-regression", 5),
+                                    ("multi-label, binary-class", 4)])
+def test_every_task_type_trains_and_evaluates(task, k):
+    s = _synthetic(task, k)
+    res = engine.train(s, "cnn", seed=0, **FAST)
+    assert len(res.history) == 2 and 1 <= res.best_epoch <= 2
+    assert set(res.test) >= {"auc", "acc", "balanced_acc", "loss"}
+    assert 0 <= res.test["auc"] <= 1 and 0 <= res.test["acc"] <= 1 and res.test["loss"] > 0
+    assert math.isnan(res.test["balanced_acc"]) == task.startswith("multi-label")
+    scores = engine.predict(res.model, s.test.x, task, "cpu")
+    assert scores.shape == (16, k)
+    if task.startswith("multi-label"):  # independent sigmoids
+        assert not np.allclose(scores.sum(1), 1)
+    else:
+        assert np.allclose(scores.sum(1), 1, atol=1e-5)
+
+
+def test_loss_per_task_type():
+    logits = torch.tensor([[2.0, -1.0, 0.5]])
+    ce = engine.loss_for("ordinal-regression")(logits, torch.tensor([[2]]))
+    assert ce.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, torch.tensor([2])).item())
+    bce = engine.loss_for("multi-label, binary-class")(logits, torch.tensor([[1, 0, 1]]))
+    assert bce.item() == pytest.approx(torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.tensor([[1.0, 0.0, 1.0]])).item())
+
+
+def test_same_seed_is_deterministic_on_cpu():
+    s = _synthetic("multi-class", 3)
+    a = engine.train(s, "cnn", seed=3, device="cpu", **FAST)
+    b = engine.train(s, "cnn", seed=3, device="cpu", **FAST)
+    assert a.test == b.test
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    c = engine.train(s, "cnn", seed=4, device="cpu", **FAST)
+    assert [h["train_loss"] for h in c.history] != [h["train_loss"] for h in a.history]
+
+
+def test_label_fraction_is_stratified_and_seeded():
+    y = torch.tensor([0] * 60 + [1] * 30 + [2] * 10).view(-1, 1)
+    idx = label_subset(y, 0.1, seed=0)
+    counts = torch.bincount(y[idx, 0], minlength=3).tolist()
+    assert counts == [6, 3, 1]
+    assert torch.equal(idx, label_subset(y, 0.1, seed=0))
+    assert not torch.equal(idx, label_subset(y, 0.1, seed=1))
+    assert len(label_subset(y, 0.001, seed=0)) == 3  # at least one per class
+    assert len(label_subset(y, 1.0)) == 100
+    with pytest.raises(ValueError):
+        label_subset(y, 0.0)
+    res = engine.fit(engine_model(), _synthetic("multi-class", 3, n=(60, 12, 12)), label_fraction=0.5,
+                     epochs=1, batch_size=8, progress=False)
+    assert res.n_train == 30
+
+
+def engine_model(k=3, dims=2):
+    from mednb import models
+    torch.manual_seed(0)
+    return models.create("cnn", 1, k, dims=dims, width=4)
+
+
+@pytest.mark.parametrize("dims,channels", [(2, 1), (2, 3), (3, 1)])
+def test_reference_and_device_paths_give_the_same_normalized_pixels(dims, channels):
+    s = _synthetic("multi-class", 3, n=(20, 4, 4), dims=dims, side=8, channels=channels)
+    ds = engine.ReferenceDataset(s.train)  # PIL -> ToTensor -> Normalize(.5, .5) per sample
+    ref = torch.stack([ds[i][0] for i in range(len(ds))])
+    dev = engine.normalize(s.train.x)  # batched uint8 -> float on the device
+    assert ref.shape == dev.shape
+    assert torch.allclose(ref, dev, atol=1e-6)
+    assert ref.mean().item() == pytest.approx(dev.mean().item(), abs=1e-6)
+    assert ref.std().item() == pytest.approx(dev.std().item(), abs=1e-6)
+    assert torch.equal(torch.stack([ds[i][1] for i in range(len(ds))]), s.train.y)
+    assert -1 <= dev.min() and dev.max() <= 1
+
+
+def test_reference_loader_trains_like_the_device_loader():
+    s = _synthetic("binary-class", 2)
+    for loader in ("device", "reference"):
+        res = engine.fit(engine_model(2), s, epochs=1, batch_size=16, loader=loader, progress=False)
+        assert res.n_train == 48 and res.images_per_s > 0 and 0 <= res.best["val_auc"] <= 1
+    with pytest.raises(ValueError, match="valid: device, reference"):
+        engine.fit(engine_model(2), s, loader="dali")
+
+
+def test_streaming_stage_gives_the_same_batches():
+    s = _synthetic("multi-class", 3, n=(30, 4, 4))
+    s.train.masks = (s.train.x > 128).to(torch.uint8)
+    resident = engine.stage(s.train, "cpu", resident=True)
+    logs = []
+    streamed = engine.stage(s.train, "cpu", resident=False, log=logs.append)
+    assert resident.resident and not streamed.resident
+    assert logs and "streaming" in logs[0]
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(0))
+    for i in range(0, 30, 8):
+        for a, b in zip(resident.batch(order[i:i + 8]), streamed.batch(order[i:i + 8])):
+            assert torch.equal(a, b)
+    via_iter = list(streamed.batches(order, 8))  # the iterator fit() uses
+    assert len(via_iter) == 4
+    for (xa, ya, ma), i in zip(via_iter, range(0, 30, 8)):
+        assert torch.equal(xa, s.train.x[order[i:i + 8]]) and torch.equal(ya, s.train.y[order[i:i + 8]])
+        assert torch.equal(ma, s.train.masks[order[i:i + 8]])
+    assert engine.placement(10**12, torch.device("cpu"))  # CPU: always resident
+
+
+def test_multistep_schedule_matches_paper_protocol():
+    assert engine.PAPER["lr"] == 1e-3 and engine.PAPER["batch_size"] == 128 and engine.PAPER["epochs"] == 100
+    s = _synthetic("multi-class", 3, n=(16, 8, 8))
+    seen = []
+    res = engine.fit(engine_model(), s, epochs=4, batch_size=16, lr=1e-3, schedule="multistep", progress=False,
+                     callbacks=[lambda log: seen.append(log["lr"])])
+    # LR x0.1 after 50 % and 75 % of training (the logged lr is the one for the next epoch)
+    assert seen == pytest.approx([1e-3, 1e-4, 1e-5, 1e-5])
+    assert len(res.history) == 4
+
+
+def test_selection_early_stopping_callbacks_and_checkpoints(tmp_path):
+    s = _synthetic("multi-class", 3)
+    logs = []
+
+    def stop_at_two(log):
+        logs.append(log)
+        if log["epoch"] == 2:
+            raise engine.StopTraining
+
+    ck = tmp_path / "ck" / "best.pt"
+    res = engine.fit(engine_model(), s, epochs=5, batch_size=16, progress=False, callbacks=[stop_at_two],
+                     checkpoint=ck)
+    assert len(res.history) == 2 and [l["epoch"] for l in logs] == [1, 2]
+    assert res.best["val_auc"] == max(h["val_auc"] for h in res.history)
+    assert {"train_loss", "val_auc", "val_acc", "val_loss", "lr", "seconds"} <= set(res.history[0])
+    m2 = engine_model()
+    meta = engine.load_checkpoint(m2, ck)
+    assert meta["epoch"] == res.best_epoch
+    for (k, a), b in zip(res.model.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(a, b), k
+    # early stopping: a validation score that never improves stops after `patience` more epochs
+    flat = lambda model, split: {"val_auc": 0.5}  # noqa: E731
+    res = engine.fit(engine_model(), s, epochs=6, batch_size=16, progress=False, eval_fn=flat, patience=2)
+    assert res.best_epoch == 1 and len(res.history) == 3
+    res = engine.fit(engine_model(), s, epochs=3, batch_size=16, progress=False, eval_fn=flat, select="last")
+    assert res.best_epoch == 3
+    with pytest.raises(ValueError, match="valid: val_auc"):
+        engine.fit(engine_model(), s, select="best")
+
+
+def test_class_imbalance_options():
+    s = _synthetic("multi-class", 3, n=(40, 8, 8))
+    s.train = s.train.subset(torch.tensor([i for i in range(40) if i % 3 != 2 or i < 6]))
+    w = engine.class_weights(s.train.y, s.task, 3)
+    counts = torch.bincount(s.train.y[:, 0], minlength=3).float()
+    assert torch.allclose(w * counts, torch.full((3,), len(s.train.y) / 3))
+    for kw in ({"class_weight": "balanced"}, {"sampler": "balanced"}, {"sampler": "balanced", "loader": "reference"}):
+        res = engine.fit(engine_model(), s, epochs=1, batch_size=8, progress=False, **kw)
+        assert math.isfinite(res.history[0]["train_loss"])
+    with pytest.raises(ValueError, match="valid: None, 'balanced'"):
+        engine.fit(engine_model(), s, sampler="oversample")
+
+
+def test_phantom_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
+    s = data.load("phantom2d", counts=(64, 16, 16), cache=False)
+    res = engine.train(s, "cnn", seed=0, epochs=1, batch_size=32, progress=False, model_kw={"width": 8})
+    assert res.device == "cpu" and 0 <= res.test["auc"] <= 1
+
+
+@pytest.mark.skipif(not (SHARED / "breastmnist.npz").exists(), reason="needs ../shared/data/medmnist")
+def test_breastmnist_real_file_one_epoch(monkeypatch):
+    monkeypatch.setenv("MEDNB_DATA", str(SHARED))
+    s = data.load("breastmnist", download=False)
+    res = engine.train(s, "cnn", seed=0, epochs=1, progress=False, model_kw={"width": 8})
+    assert res.n_train == 546 and 0 <= res.test["auc"] <= 1
