@@ -64,8 +64,8 @@ PROFILES = {
     "smoke": dict(
         DATASET="phantom2d", SITE=2, SIZE=28, INPUT_SIZE=28, MODEL="cnn", STEM="imagenet",
         SOURCES=["none", "indomain", "ssl"], SOURCE_DATASET="phantom2d", SOURCE_SITE=0, SOURCE_EPOCHS=2,
-        PHANTOM_COUNTS=[400, 100, 200], STRATEGIES=["scratch", "linear_probe", "finetune", "two_stage", "partial"],
-        LABEL_FRACTIONS=[0.01, 0.1, 1.0], SEEDS=[0], EPOCHS=2, MIN_STEPS=6, BATCH_SIZE=64, LR=1e-3,
+        PHANTOM_COUNTS=[320, 80, 160], STRATEGIES=["scratch", "linear_probe", "finetune", "two_stage", "partial"],
+        LABEL_FRACTIONS=[0.01, 0.1, 1.0], SEEDS=[0], EPOCHS=2, MIN_STEPS=4, BATCH_SIZE=64, LR=1e-3,
         BODY_LR_MULT=0.1, FREEZE_STAGES=2, HEAD_EPOCHS=1,
         TRANSFUSION_MODELS=["cnn", "resnet18"], TRANSFUSION_SOURCE="indomain", TRANSFUSION_FRACTION=0.1,
         DATASET_3D="phantom3d", PHANTOM3D_COUNTS=[32, 16, 32], WIDTH_3D=16, EPOCHS_3D=2, LABEL_FRACTION_3D=1.0,
