@@ -366,7 +366,12 @@ def load_encoder(model: nn.Module, init) -> nn.Module:
     feats = {k: v for k, v in init.items() if k.startswith("features.")}
     if not feats:
         raise ValueError("init has no 'features.*' weights to load")
-    missing, unexpected = model.load_state_dict(feats, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(feats, strict=False)
+    except RuntimeError as e:  # shape mismatch (another width/depth or channel count)
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e))
+        raise ValueError(f"encoder does not match the model (pre-trained with another model, width or number "
+                         f"of channels?): {detail}") from e
     bad = [k for k in missing if k.startswith("features.")]
     if bad or unexpected:
         raise ValueError(f"encoder does not match the model: missing {bad[:3]}, unexpected {unexpected[:3]}")

@@ -11,6 +11,9 @@ defaults below, >1 = stronger)::
                field smoothed by a Gaussian of σ = 4 px, scaled by α = 34 px at 28 px; both scale with size)
     strong     basic + elastic + intensity
 
+:func:`transform` gives each transform alone (``rotate``, ``shift``, ``scale``, ``crop``, ``gamma``,
+``contrast``, ``brightness``, ``noise``, plus ``flip`` and ``elastic``) for galleries and the explorer.
+
 A policy is called on float [0, 1] batches, (N,C,H,W) or (N,C,D,H,W), on any device::
 
     x, masks = policy(x, masks=None, generator=None)
@@ -254,6 +257,47 @@ class Policy:
         return self.apply(x, masks, self.sample(len(x), generator))
 
 
+#: single transforms of the policies, alone (galleries, explorer): name -> (policy, magnitudes set to 0)
+TRANSFORMS: dict[str, tuple[str, dict]] = {
+    "flip": ("flip", {}),
+    "rotate": ("basic", dict(flip_p=0.0, shift=0.0, scale=0.0, crop_zoom=0.0)),
+    "shift": ("basic", dict(flip_p=0.0, rotate_deg=0.0, scale=0.0, crop_zoom=0.0)),
+    "scale": ("basic", dict(flip_p=0.0, rotate_deg=0.0, shift=0.0, crop_zoom=0.0)),
+    "crop": ("basic", dict(flip_p=0.0, rotate_deg=0.0, shift=0.0, scale=0.0)),
+    "elastic": ("elastic", {}),
+    "gamma": ("intensity", dict(contrast=0.0, brightness=0.0, noise_sd=0.0)),
+    "contrast": ("intensity", dict(gamma=0.0, brightness=0.0, noise_sd=0.0)),
+    "brightness": ("intensity", dict(gamma=0.0, contrast=0.0, noise_sd=0.0)),
+    "noise": ("intensity", dict(gamma=0.0, contrast=0.0, brightness=0.0)),
+}
+
+
+def transforms() -> list[str]:
+    """Names of the single transforms (see :func:`transform`)."""
+    return list(TRANSFORMS)
+
+
+def transform(name: str, strength: float = 1.0, dims: int = 2) -> Policy:
+    """ONE transform of the policies alone (e.g. ``rotate``: ``basic`` with every other magnitude
+    set to 0), at ``strength``, for ``dims`` 2 or 3 — to show what each transform does."""
+    key = str(name).lower()
+    if key not in TRANSFORMS:
+        raise ValueError(f"unknown transform {name!r}; valid: {', '.join(TRANSFORMS)}")
+    policy, zero = TRANSFORMS[key]
+    return dataclasses.replace(get(policy, strength, dims, **zero), name=key)
+
+
+def _named(name: str, strength: float, dims: int) -> Policy:
+    """A policy (:func:`names`) or, failing that, a single transform (:func:`transforms`)."""
+    key = str(name).lower()
+    if key in POLICIES:
+        return get(key, strength, dims)
+    if key in TRANSFORMS:
+        return transform(key, strength, dims)
+    raise ValueError(f"unknown augmentation {name!r}; valid policies: {', '.join(POLICIES)}; "
+                     f"single transforms: {', '.join(TRANSFORMS)}")
+
+
 def get(name: str, strength: float = 1.0, dims: int = 2, **overrides) -> Policy:
     """The policy ``name`` (see :func:`names`) at ``strength`` (≥ 0) for ``dims`` 2 or 3.
 
@@ -373,7 +417,8 @@ def _tqdm(it, total, desc, progress):
 
 def label_fraction_grid(splits, policies, fractions, seeds, *, model: str = "cnn", strength: float = 1.0,
                         progress: bool = True, **fit_kw):
-    """Test metrics for every (policy, label fraction, seed): a tidy DataFrame, one row per run.
+    """Test metrics for every (policy, label fraction, seed): a tidy DataFrame, one row per run
+    (with ``train_images_per_s``: training speed including the online augmentation).
 
     fit_kw go to :func:`mednb.engine.train` (epochs, lr, batch_size, device, …).
     """
@@ -387,7 +432,8 @@ def label_fraction_grid(splits, policies, fractions, seeds, *, model: str = "cnn
         res = engine.train(splits, model, seed=seed, augment=aug, label_fraction=frac, progress=False, **fit_kw)
         rows.append(dict(dataset=splits.name, policy=pol, label_fraction=frac, seed=seed, n_train=res.n_train,
                          test_auc=res.test["auc"], test_acc=res.test["acc"],
-                         test_balanced_acc=res.test["balanced_acc"], seconds=res.seconds))
+                         test_balanced_acc=res.test["balanced_acc"], seconds=res.seconds,
+                         train_images_per_s=res.images_per_s))
     return pd.DataFrame(rows)
 
 
@@ -530,7 +576,8 @@ def describe_verdict(v) -> str:
 # ----------------------------------------------------------------------------- figures and widgets
 def gallery(x: torch.Tensor, policies=None, n: int = 6, strength: float = 1.0, masks: torch.Tensor | None = None,
             seed: int = 0, size: float = 1.25, title: str | None = None):
-    """Rows: policies; columns: the original then ``n`` augmented draws of ONE sample.
+    """Rows: policies or single transforms (:func:`names`, :func:`transforms`); columns: the original
+    then ``n`` augmented draws of ONE sample.
 
     x: (C,H,W) or (C,D,H,W) uint8 or float [0,1] (volumes show their middle axial slice); masks:
     the sample's mask, drawn as a red contour after the same transform.
@@ -541,10 +588,11 @@ def gallery(x: torch.Tensor, policies=None, n: int = 6, strength: float = 1.0, m
     dims = x.ndim - 1
     xf = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).unsqueeze(0).repeat(n, *([1] * x.ndim))
     mf = None if masks is None else masks.unsqueeze(0).repeat(n, *([1] * masks.ndim))
+    pols = [_named(name, strength, dims) for name in policies]  # unknown names fail before any figure
     fig, axes = plt.subplots(len(policies), n + 1, figsize=((n + 1) * size, len(policies) * size * 1.05),
                              squeeze=False)
-    for r, name in enumerate(policies):
-        y, m = get(name, strength, dims)(xf, mf, torch.Generator().manual_seed(seed + r))
+    for r, (name, pol) in enumerate(zip(policies, pols)):
+        y, m = pol(xf, mf, torch.Generator().manual_seed(seed + r))
         for c in range(n + 1):
             ax = axes[r, c]
             img, msk = (xf[0], None if mf is None else mf[0]) if c == 0 else (y[c - 1], None if m is None else m[c - 1])
@@ -581,7 +629,8 @@ def mask_alignment(x: torch.Tensor, masks: torch.Tensor, policies=GEOMETRIC, str
 
 
 def explorer(x: torch.Tensor, masks: torch.Tensor | None = None, policies=None, scale: int = 8):
-    """An ipywidgets explorer: policy + strength + seed → before/after of one sample (2D or 3D).
+    """An ipywidgets explorer: policy or single transform + strength + seed → before/after of one
+    sample (2D or 3D).
 
     x: (C,H,W) or (C,D,H,W) (volumes show their middle axial slice); masks: the sample's mask,
     tinted red. Renders with :func:`mednb.widgets.png`. Builds and returns the widget (display it);
@@ -593,7 +642,9 @@ def explorer(x: torch.Tensor, masks: torch.Tensor | None = None, policies=None, 
     dims = x.ndim - 1
     xf = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).unsqueeze(0)
     mf = None if masks is None else masks.unsqueeze(0)
-    pol = W.Dropdown(options=list(policies or names()), value="strong", description="policy")
+    options = list(policies or names() + [t for t in transforms() if t not in POLICIES])
+    pol = W.Dropdown(options=options, value="strong" if "strong" in options else options[0],
+                     description="augment")
     strength = W.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.25, description="strength")
     seed = W.IntSlider(value=0, min=0, max=20, description="seed")
     before, after, caption = W.Image(format="png"), W.Image(format="png"), W.HTML()
@@ -602,7 +653,7 @@ def explorer(x: torch.Tensor, masks: torch.Tensor | None = None, policies=None, 
     before.value = show(xf[0], None if mf is None else mf[0])
 
     def draw(*_):
-        y, m = get(pol.value, strength.value, dims)(xf, mf, torch.Generator().manual_seed(seed.value))
+        y, m = _named(pol.value, strength.value, dims)(xf, mf, torch.Generator().manual_seed(seed.value))
         after.value = show(y[0], None if m is None else m[0])
         caption.value = f"before · after <b>{pol.value}</b> at strength {strength.value:g} (seed {seed.value})"
 

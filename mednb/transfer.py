@@ -63,7 +63,7 @@ from .runtime import seed_everything
 PROFILES = {
     "smoke": dict(
         DATASET="phantom2d", SITE=2, SIZE=28, INPUT_SIZE=28, MODEL="cnn", STEM="imagenet",
-        SOURCES=["none", "indomain", "ssl"], SOURCE_DATASET="phantom2d", SOURCE_SITE=0, SOURCE_EPOCHS=2,
+        SOURCES=["none", "indomain"], SOURCE_DATASET="phantom2d", SOURCE_SITE=0, SOURCE_EPOCHS=2,
         PHANTOM_COUNTS=[320, 80, 160], STRATEGIES=["scratch", "linear_probe", "finetune", "two_stage", "partial"],
         LABEL_FRACTIONS=[0.01, 0.1, 1.0], SEEDS=[0], EPOCHS=2, MIN_STEPS=4, BATCH_SIZE=64, LR=1e-3,
         BODY_LR_MULT=0.1, FREEZE_STAGES=2, HEAD_EPOCHS=1,

@@ -80,6 +80,27 @@ def test_dihedral_copies_are_the_eight_symmetries():
     assert active.dihedral(v, 5).shape == v.shape
 
 
+def test_query_time_probabilities(tiny):
+    """MC dropout passes differ from each other, are reproducible from the seed and average near the
+    deterministic prediction; AIFT's copy 0 is the image itself and dihedral copies are rotations."""
+    torch.manual_seed(0)
+    net = models.create("cnn", 1, 4, dropout=0.5)
+    x = tiny.train.x[:10]
+    p = active.predict_probs(net, x, tiny.task, "cpu")
+    mc = active.mc_dropout_probs(net, x, tiny.task, samples=8, device="cpu", seed=3)
+    assert mc.shape == (8, 10, 4) and np.allclose(mc.sum(-1), 1, atol=1e-5)
+    assert mc.std(0).max() > 1e-4                                         # dropout is on at query time
+    np.testing.assert_array_equal(mc, active.mc_dropout_probs(net, x, tiny.task, 8, "cpu", seed=3))
+    assert not net.training and np.allclose(active.predict_probs(net, x, tiny.task, "cpu"), p)  # left in eval
+    with pytest.raises(ValueError, match="dropout > 0"):
+        active.mc_dropout_probs(models.create("cnn", 1, 4), x, tiny.task, device="cpu")
+    aug = active.augmented_probs(net, x, tiny.task, copies=4, augment="dihedral", device="cpu")
+    assert aug.shape == (10, 4, 4)
+    np.testing.assert_allclose(aug[:, 0], p, atol=1e-5)
+    rot = active.predict_probs(net, torch.rot90(x, 1, dims=(-2, -1)), tiny.task, "cpu")
+    np.testing.assert_allclose(aug[:, 1], rot, atol=1e-5)
+
+
 def test_unknown_strategy_lists_the_valid_ones(tiny):
     with pytest.raises(ValueError, match="unknown strategy 'oracle'; valid: random, least_confidence"):
         active.get("oracle")
@@ -143,6 +164,16 @@ def test_load_encoder_copies_features_not_head():
         if k.startswith("features."):
             assert torch.equal(dst.state_dict()[k], v)
     assert dst.head.fc.out_features == 2
+    with pytest.raises(ValueError, match="no 'features"):
+        active.load_encoder(dst, {"head.fc.weight": torch.zeros(2, 128)})
+    with pytest.raises(ValueError, match="does not match"):
+        active.load_encoder(models.create("cnn", 1, 2, width=8), src.state_dict())
+
+
+def test_pretrained_sources(tiny):
+    assert active.pretrained(tiny, "none") == (None, "none (from scratch)")
+    with pytest.raises(ValueError, match="unknown pretrain source 'imagenet'; valid: none, auto, ssl, site"):
+        active.pretrained(tiny, "imagenet")
 
 
 # ----------------------------------------------------------------------------- annotation cost

@@ -56,6 +56,51 @@ def test_every_policy_2d_3d(name, dims, ph2, ph3):
         assert torch.equal(mo, m)  # intensity transforms never touch the mask
 
 
+@pytest.mark.parametrize("name", A.transforms())
+@pytest.mark.parametrize("dims", [2, 3])
+def test_single_transforms_2d_3d(name, dims, ph2, ph3):
+    x, m = ph2 if dims == 2 else ph3
+    t = A.transform(name, dims=dims)
+    assert t.name == name
+    y, mo = t(x, m, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.equal(y, x)
+    assert set(mo.unique().tolist()) <= {0, 1}
+    if A.TRANSFORMS[name][0] == "intensity":
+        assert torch.equal(mo, m)
+    y0, m0 = A.transform(name, 0.0, dims)(x, m, torch.Generator().manual_seed(0))
+    assert torch.allclose(y0, x, atol=1e-5) and torch.equal(m0, m)
+
+
+def test_single_transforms_do_only_their_part():
+    n, eye = 16, torch.eye(2).expand(16, 2, 2)
+
+    def theta(name):
+        t = A.transform(name)
+        th = t.matrix(t.sample(n, torch.Generator().manual_seed(0)), n)
+        return th[:, :, :2], th[:, :, 2]
+
+    R, b = theta("rotate")  # a pure rotation: orthonormal, det 1, no translation
+    assert torch.allclose(R @ R.transpose(1, 2), eye, atol=1e-6) and torch.allclose(torch.det(R), torch.ones(n))
+    assert not torch.allclose(R, eye, atol=1e-3) and b.abs().max() == 0
+    M, b = theta("shift")
+    assert torch.equal(M, eye) and b.abs().max() > 0.05
+    for name in ("scale", "crop"):  # isotropic zoom, no rotation/flip
+        M, b = theta(name)
+        assert torch.equal(M[:, 0, 1], torch.zeros(n)) and torch.equal(M[:, 0, 0], M[:, 1, 1])
+        assert len(torch.unique(M[:, 0, 0])) > 1
+        assert (b.abs().max() == 0) if name == "scale" else bool((b.abs() <= 1 - M[:, :1, 0] + 1e-6).all())
+    neutral = dict(gamma=1.0, contrast=1.0, brightness=0.0, noise_sd=0.0)
+    for name in ("gamma", "contrast", "brightness", "noise"):
+        p = A.transform(name).sample(n, torch.Generator().manual_seed(0))
+        key = "noise_sd" if name == "noise" else name
+        assert len(torch.unique(p[key])) > 1, name
+        assert all(torch.all(p[k] == v) for k, v in neutral.items() if k != key), name
+    with pytest.raises(ValueError, match="valid: flip, rotate, shift"):
+        A.transform("shear")
+    with pytest.raises(ValueError, match="single transforms: flip, rotate"):
+        A.gallery(torch.zeros(1, 8, 8), ["shear"], n=1)
+
+
 def test_wrong_dims_is_a_clear_error(ph2):
     x, _ = ph2
     with pytest.raises(ValueError, match="dims=2"):
@@ -196,6 +241,7 @@ def test_grid_and_verdict(tmp_path, monkeypatch):
     df = A.label_fraction_grid(sp, ["none", "flip"], [0.5], [0], epochs=1, batch_size=16, device="cpu",
                                progress=False)
     assert len(df) == 2 and set(df.policy) == {"none", "flip"}
+    assert (df.n_train == 16).all() and (df.train_images_per_s > 0).all()
     v = A.verdict(df)
     assert len(v) == 1 and v.best_policy[0] in ("none", "flip")
     assert "50% labels" in A.describe_verdict(v)
@@ -224,6 +270,9 @@ def test_explorer_updates_without_waiting(ph2):
     assert before.value and first and "strong" in caption.value
     pol.value, strength.value = "elastic", 2.0
     assert after.value != first and "elastic" in caption.value
+    assert set(A.names()) | set(A.transforms()) == set(pol.options)  # policies and single transforms
+    pol.value = "rotate"
+    assert "rotate" in caption.value
     strength.value = 0.0
     assert "strength 0" in caption.value
 

@@ -61,6 +61,41 @@ def test_3d_shapes_and_layers():
     assert e.target.tolist() == model(x).argmax(1).tolist()  # default target: predicted class
 
 
+class _Pooled3D(nn.Module):
+    """Hand-set 3D "classifier": features = 2× average pooling of the volume, logit 0 = their mean
+    (logit 1 = minus it). For class 0 every method's map is the pooled volume, upsampled."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential()
+        self.features.add_module("pool", nn.AvgPool3d(2))
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        s = self.features(x * self.scale).flatten(1).mean(1)
+        return torch.stack([s, -s], 1)
+
+
+def test_3d_maps_upsample_along_the_right_axes():
+    """On an anisotropic (D,H,W) = (8,12,16) volume with one bright 2×2×2 block at an asymmetric
+    position, the map (computed at 4×6×8, upsampled trilinearly) peaks on the block in every
+    method: a swapped or transposed axis would move or reshape the map."""
+    x = torch.zeros(1, 1, 8, 12, 16)
+    x[0, 0, 0:2, 8:10, 12:14] = 1.0
+    block = torch.zeros(1, 8, 12, 16, dtype=torch.bool)
+    block[0, 0:2, 8:10, 12:14] = True
+    near = torch.zeros_like(block)
+    near[0, 0:4, 6:12, 10:16] = True  # the block dilated by 2 voxels (one layer cell)
+    for method in cam.names():
+        e = cam.create(method, _Pooled3D(), "features.pool").explain(x, target=0)
+        assert e.raw.shape == (1, 4, 6, 8) and e.maps.shape == (1, 8, 12, 16), method
+        assert e.raw[0, 0, 4, 6] > 0 and (e.raw > 0).sum() == 1, method  # the block's cell at layer resolution
+        m = e.maps
+        assert np.unravel_index(int(m.argmax()), m.shape[1:]) == (0, 8, 12), method
+        assert float(m[block].min()) > 0.5 and float(m[~near].max()) == 0.0, method
+        assert CM.pointing_game(m, block) == 1.0 and CM.energy_in_mask(m, block) > 0.3, method
+
+
 def test_default_layer_choice():
     # shallowest stage at the coarsest grid with >= 7 cells per side, at 28 px
     assert cam.default_layer(_tiny("cnn", 2)) == "features.block2"
@@ -312,8 +347,12 @@ def test_guided_backprop_and_label_permutation(tmp_path, monkeypatch):
     assert not torch.equal(perm.train.y, sp.train.y)
     assert torch.equal(torch.sort(perm.train.y[:, 0]).values, torch.sort(sp.train.y[:, 0]).values)
     assert torch.equal(perm.test.y, sp.test.y) and torch.equal(perm.train.x, sp.train.x)
-    rows = sanity.compare_models(model, _tiny("cnn", 2, seed=9), x, ["gradcam"], target=[0, 1])
-    assert rows[0]["method"] == "gradcam" and -1 <= rows[0]["spearman"] <= 1
+    rows = sanity.compare_models(model, _tiny("cnn", 2, seed=9), x, ["gradcam", "edge"], target=[0, 1])
+    assert [r["method"] for r in rows] == ["gradcam", "edge"]
+    assert rows[0]["layer"] == "features.block2" and rows[0]["spearman"] < 0.9  # another network, other maps
+    assert rows[1]["spearman"] == pytest.approx(1.0)  # the edge map ignores the model
+    same = sanity.compare_models(model, model, x, ["gradcam"], target=[0, 1])[0]
+    assert same["spearman"] == pytest.approx(1.0) and same["ssim"] == pytest.approx(1.0)
 
 
 def test_trained_classifier_is_cached(tmp_path, monkeypatch):

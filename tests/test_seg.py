@@ -218,9 +218,14 @@ def test_train_and_pretrain_on_tiny_phantom(tmp_path, monkeypatch):
     assert s.has_masks and s.labels[1] == "lesion"
     idx = seg.labelled_subset(s.train, 3, seed=0)
     assert len(idx) == 3 and all(s.train.masks[i].any() for i in idx)
-    net = seg.pretrain_restoration(s, "unet", model_kw=dict(width=4, depth=2), epochs=1, batch_size=8,
-                                   progress=False, device="cpu")
-    assert list((tmp_path / "checkpoints" / "seg").glob("*.pt"))
+    kw = dict(model_kw=dict(width=4, depth=2), epochs=1, batch_size=8, progress=False, device="cpu")
+    net = seg.pretrain_restoration(s, "unet", **kw)
+    ckpts = list((tmp_path / "checkpoints" / "seg").glob("*.pt"))
+    assert len(ckpts) == 1
+    again = seg.pretrain_restoration(s, "unet", **kw)  # cache hit: same weights, no new file
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    seg.pretrain_restoration(s, "unet", **{**kw, "lr": 3e-3})  # other lr: a miss, a second checkpoint
+    assert len(list((tmp_path / "checkpoints" / "seg").glob("*.pt"))) == 2
     r = seg.train(s, "unetpp", model_kw=dict(width=4, depth=2, deep_supervision=True), init=net, train_idx=idx,
                   samples_per_epoch=8, epochs=1, batch_size=4, progress=False, device="cpu")
     assert set(r.test) >= {"dice", "iou", "dice_image", "iou_image"} and 0 <= r.test["iou"] <= 1
@@ -260,3 +265,20 @@ def test_pruning_table_and_receptive_field():
     # receptive field of three 3×3 convolutions: 7 px wide; with dilations 1, 2, 4: 15 px wide
     assert (seg.receptive_field((1, 1, 1)).max(0) > 0).sum() == 7
     assert (seg.receptive_field((1, 2, 4)).max(0) > 0).sum() == 15
+
+
+def test_claims_compute_paired_gains_and_the_goal():
+    import pandas as pd
+    rows = [dict(label=l, model=m, seed=s, iou=v, dice=v, params=p, dataset="em")
+            for s, (u, w, pp, ds) in enumerate([(0.50, 0.52, 0.51, 0.53), (0.60, 0.61, 0.60, 0.605)])
+            for l, m, v, p in (("U-Net", "unet", u, 100), ("wide U-Net", "wide_unet", w, 120),
+                               ("UNet++", "unetpp", pp, 118), ("UNet++ DS", "unetpp", ds, 119))]
+    runs = pd.DataFrame(rows)
+    np.testing.assert_allclose(seg.iou_gain(runs), [3.0, 0.5])  # paired per seed, in IoU points
+    text = seg.goal_verdict(runs)
+    assert "1.8 ± 1.8 (n=2)" in text and "goal ≥ +1 met" in text and "within one sd" in text
+    assert "NOT met" in seg.goal_verdict(runs[runs.seed == 1]) and "one seed" in seg.goal_verdict(runs[runs.seed == 1])
+    assert "this run used phantom2d" in seg.goal_verdict(runs.assign(dataset="phantom2d"))
+    table = seg.claims(runs)
+    assert table.ours.str.contains("goal ≥ \\+1").any()
+    assert seg.goal_verdict(runs[runs.label != "U-Net"]) == "–"

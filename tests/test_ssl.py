@@ -179,6 +179,19 @@ def test_deepcluster_fills_empty_clusters():
         fill_empty_clusters(np.zeros(2, np.int64), feats[:2], 3)
 
 
+def test_deepcluster_start_epoch_fills_empty_kmeans_clusters(monkeypatch):
+    from mednb.ssl import deepcluster as D
+    monkeypatch.setattr(D, "kmeans", lambda feats, k, seed=0, n_iter=20: np.zeros(len(feats), np.int64))
+    obj = S.create("deepcluster", _model(), 1, 16, 2, k=4, pca_dim=4)
+    info = obj.start_epoch(_images(12, 16), torch.device("cpu"), torch.Generator().manual_seed(0), 8)
+    assert info["empty_clusters"] == 3  # k-means left 3 of 4 clusters empty...
+    counts = np.bincount(obj.assignments[-1], minlength=4)
+    assert (counts > 0).all() and counts.sum() == 12  # ...and every cluster got members before training
+    assert torch.isfinite(obj.weights).all()  # inverse-size class weights stay finite
+    loss, _ = obj.loss(_images(12, 16).float() / 255, torch.arange(12), torch.Generator().manual_seed(0))
+    assert math.isfinite(float(loss.detach()))
+
+
 def test_deepcluster_reassigns_each_epoch(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
     x = _images(16, 16)

@@ -254,6 +254,18 @@ def test_ssl_source_skips_cleanly_then_loads_a_notebook04_checkpoint(tiny, tmp_p
     assert torch.equal(net.features.block3[0].weight, obj.model.features.block3[0].weight)
 
 
+def test_a_real_ssl_pretrain_checkpoint_is_found_and_loaded(tiny, tmp_path):
+    from mednb import ssl
+    enc = models.create("cnn", 1, 4)
+    r = ssl.pretrain("rotation", enc, tiny.train.x[:16], epochs=1, batch_size=8, lr=1e-3, device="cpu",
+                     progress=False, dataset=tiny.name)
+    assert r.checkpoint.parent == tmp_path / "data" / "checkpoints" / "ssl"
+    assert transfer.ssl_checkpoint(transfer.create2d("cnn", 1, 4), tiny.name) == r.checkpoint
+    net = transfer.build("cnn", tiny, "ssl", seed=1)
+    own = net.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in enc.state_dict().items() if k.startswith("features."))
+
+
 def test_run_label_budget_and_domain_adaptation(tmp_path):
     target = data.load("phantom2d", counts=(24, 8, 12), site=3, cache=False)
     idx = transfer.label_budget(target.train.y, 6, seed=0)

@@ -66,10 +66,10 @@ def create(name: str, model: nn.Module, layer: str | None = None, *, size: int =
 PROFILES = {
     "smoke": dict(
         DATASET="phantom2d", SIZE=28, MODEL="cnn", MODELS=["cnn"], EPOCHS=4, BATCH_SIZE=64, LR=2e-3,
-        PHANTOM_COUNTS=[600, 150, 240], EPOCHS_3D=4, VOLUME_COUNTS=[120, 30, 30], RANDOM_LABEL_EPOCHS=4,
+        PHANTOM_COUNTS=[600, 150, 240], EPOCHS_3D=3, VOLUME_COUNTS=[96, 24, 30], RANDOM_LABEL_EPOCHS=4,
         N_EVAL=120, N_SANITY=24, DELETION_STEPS=10, SEEDS=[0], DEVICE="auto"),
     "student": dict(
-        DATASET="breastmnist", SIZE=28, MODEL="cnn", MODELS=["cnn", "resnet18"], EPOCHS=10, BATCH_SIZE=64,
+        DATASET="breastmnist", SIZE=28, MODEL="cnn", MODELS=["cnn"], EPOCHS=10, BATCH_SIZE=64,
         LR=1e-3, PHANTOM_COUNTS=[1200, 300, 600], EPOCHS_3D=10, VOLUME_COUNTS=[400, 100, 200],
         RANDOM_LABEL_EPOCHS=20, N_EVAL=450, N_SANITY=64, DELETION_STEPS=20, SEEDS=[0, 1, 2], DEVICE="auto"),
     "full": dict(
