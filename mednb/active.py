@@ -304,10 +304,8 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Callable:
-    key = str(name).lower()
-    if key not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
-    return STRATEGIES[key]
+    from .runtime import check_name
+    return STRATEGIES[check_name(name, STRATEGIES, "strategy")]
 
 
 @register("random")

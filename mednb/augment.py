@@ -88,10 +88,8 @@ def names() -> list[str]:
 
 
 def _check(name: str) -> str:
-    key = str(name).lower()
-    if key not in POLICIES:
-        raise ValueError(f"unknown augmentation policy {name!r}; valid: {', '.join(POLICIES)}")
-    return key
+    from .runtime import check_name
+    return check_name(name, POLICIES, "augmentation policy")
 
 
 def _gaussian_transfer(sigma: float, spatial, device=None, full: bool = False) -> torch.Tensor:

@@ -14,6 +14,14 @@ import torch
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def check_name(name, valid, what: str) -> str:
+    """The lower-cased registry key for ``name``; an unknown name is a ValueError listing ``valid``."""
+    key = str(name).lower()
+    if key not in valid:
+        raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(valid)}")
+    return key
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded alike.
 

@@ -85,10 +85,8 @@ def names() -> list[str]:
 
 
 def _check(method: str) -> str:
-    key = str(method).lower()
-    if key not in METHODS:
-        raise ValueError(f"unknown ssl method {method!r}; valid: {', '.join(METHODS)}")
-    return key
+    from ..runtime import check_name
+    return check_name(method, METHODS, "ssl method")
 
 
 def create(method: str, model: nn.Module, in_channels: int, size: int, dims: int, **method_kw) -> Pretext:
