@@ -376,7 +376,7 @@ def load_encoder(model: nn.Module, init) -> nn.Module:
     return model
 
 
-PRETRAIN_SOURCES = ("none", "auto", "ssl", "site")
+PRETRAIN_SOURCES = ("none", "auto", "ssl", "indomain", "site")
 
 
 def pretrained(splits: Splits, source: str = "auto", *, model: str = "cnn", epochs: int = 10,
@@ -385,7 +385,10 @@ def pretrained(splits: Splits, source: str = "auto", *, model: str = "cnn", epoc
     """A pre-trained encoder for ``splits`` → ``(state_dict or None, description)``.
 
     source: ``"ssl"`` — self-supervised rotation pretext (:mod:`mednb.ssl`, notebook 04) on the pool
-    images only (no labels), cached in ``data_root()/checkpoints/ssl``; ``"site"`` — phantoms only:
+    images only (no labels), cached in ``data_root()/checkpoints/ssl``; ``"indomain"`` — notebook 03's
+    supervised in-domain checkpoint (``transfer.indomain_for``: newest fitting one trained on another
+    domain, never on the target's own labels; :class:`mednb.transfer.SourceUnavailable` if none);
+    ``"site"`` — phantoms only:
     in-domain supervised weights from another scanner site (site 1), cached in
     ``data_root()/checkpoints/active``; ``"auto"`` — ssl when :mod:`mednb.ssl` is importable, else
     site for phantoms, else none; ``"none"``.
@@ -403,6 +406,14 @@ def pretrained(splits: Splits, source: str = "auto", *, model: str = "cnn", epoc
     if source == "none":
         return None, "none (from scratch)"
     net = models.create(model, splits.n_channels, splits.n_outputs, dims=splits.dims, size=splits.size)
+    if source == "indomain":
+        from . import transfer
+        target = transfer.domain_spec(splits.name, (splits.meta or {}).get("site", 0)) if is_phantom else splits.name
+        path = transfer.indomain_for(net, target)
+        transfer.load_body(net, path)
+        info = transfer.checkpoint_info(path).get("recipe", {})
+        return net.state_dict(), (f"in-domain supervised (notebook 03): {info.get('model')} trained with labels on "
+                                  f"{info.get('source')} ({info.get('epochs')} epochs), {path.name}")
     if source == "ssl":
         from . import ssl
         x = splits.train.x if pool is None else splits.train.x[torch.as_tensor(np.asarray(pool))]

@@ -573,13 +573,8 @@ def _fits(t, shape) -> bool:
     return t.shape == shape or (t.ndim == len(shape) >= 4 and t.shape[0] == shape[0] and t.shape[2:] == shape[2:])
 
 
-def ssl_checkpoint(model: nn.Module, dataset: str | None = None) -> Path:
-    """The newest notebook-04 checkpoint in ``data_root()/checkpoints/ssl/`` whose ``features`` fit
-    ``model`` (preferring file names that contain ``dataset``); :class:`SourceUnavailable` if none."""
-    folder = data_root() / "checkpoints" / "ssl"
-    files = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.exists() else []
-    if dataset:
-        files.sort(key=lambda p: f"_{dataset}_" not in p.name)  # stable: matching names first
+def _fitting(files, model: nn.Module):
+    """First of ``files`` (checkpoint paths) whose ``features`` fit ``model``, else None."""
     own = {k: v.shape for k, v in model.state_dict().items() if k.startswith("features.")}
     for f in files:
         try:
@@ -588,9 +583,49 @@ def ssl_checkpoint(model: nn.Module, dataset: str | None = None) -> Path:
             continue
         if body and all(_fits(body.get(k), s) for k, s in own.items() if not k.endswith("num_batches_tracked")):
             return f
+    return None
+
+
+def _newest(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.exists() else []
+
+
+def ssl_checkpoint(model: nn.Module, dataset: str | None = None) -> Path:
+    """The newest notebook-04 checkpoint in ``data_root()/checkpoints/ssl/`` whose ``features`` fit
+    ``model`` (preferring file names that contain ``dataset``); :class:`SourceUnavailable` if none."""
+    folder = data_root() / "checkpoints" / "ssl"
+    files = _newest(folder)
+    if dataset:
+        files.sort(key=lambda p: f"_{dataset}_" not in p.name)  # stable: matching names first
+    found = _fitting(files, model)
+    if found is not None:
+        return found
     name = getattr(model, "mednb_name", type(model).__name__)
     raise SourceUnavailable(f"no SSL checkpoint for {name} in {folder} — run notebook 04 (ssl.pretrain) first; "
                             f"skipping the 'ssl' source")
+
+
+def indomain_for(model: nn.Module, target: str) -> Path:
+    """The newest notebook-03 in-domain checkpoint (:func:`indomain_checkpoint`, under
+    ``data_root()/checkpoints/transfer/``) whose ``features`` fit ``model`` and whose labelled source is
+    another domain than ``target`` (``name[:site]``; a source trained on the target's own labels would
+    leak them). :class:`SourceUnavailable` when there is none."""
+    folder = data_root() / "checkpoints" / "transfer"
+    tgt = parse_domain(target)
+    files = []
+    for f in _newest(folder):
+        try:
+            src = checkpoint_info(f).get("recipe", {}).get("source")
+        except Exception:  # unreadable file: not a candidate
+            continue
+        if src is not None and parse_domain(src) != tgt:
+            files.append(f)
+    found = _fitting(files, model)
+    if found is not None:
+        return found
+    name = getattr(model, "mednb_name", type(model).__name__)
+    raise SourceUnavailable(f"no in-domain checkpoint for {name} from a domain other than {target!r} in {folder} — "
+                            f"run notebook 03 (transfer.indomain_checkpoint) first, or use another source")
 
 
 def build(model: str, splits: Splits, source: str = "none", *, stem: str = "imagenet",
@@ -756,7 +791,7 @@ def plot_embeddings(panels: dict, y, class_names: dict | None = None, size: floa
     return fig
 
 
-__all__ = ["PROFILES", "STRATEGIES", "SOURCES", "WeightsNotFound", "SourceUnavailable", "stages", "freeze",
+__all__ = ["PROFILES", "STRATEGIES", "SOURCES", "WeightsNotFound", "SourceUnavailable", "indomain_for", "stages", "freeze",
            "unfreeze", "frozen", "param_groups", "prepare", "fit", "Plan", "epochs_for", "create2d", "build",
            "load_body", "body_state", "imagenet_weights", "imagenet_file", "imagenet_state_dict",
            "imagenet_to_mednb", "domain_spec", "parse_domain", "load_domain", "indomain_checkpoint", "checkpoint_info",

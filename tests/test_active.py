@@ -172,8 +172,28 @@ def test_load_encoder_copies_features_not_head():
 
 def test_pretrained_sources(tiny):
     assert active.pretrained(tiny, "none") == (None, "none (from scratch)")
-    with pytest.raises(ValueError, match="unknown pretrain source 'imagenet'; valid: none, auto, ssl, site"):
+    with pytest.raises(ValueError, match="unknown pretrain source 'imagenet'; valid: none, auto, ssl, indomain, site"):
         active.pretrained(tiny, "imagenet")
+
+
+def test_indomain_source_loads_notebook03_weights_from_another_domain_only(tiny, data_root):
+    from mednb import transfer
+    with pytest.raises(transfer.SourceUnavailable, match="run notebook 03"):
+        active.pretrained(tiny, "indomain")
+    kw = dict(counts=(24, 8, 8), epochs=1, batch_size=8, device="cpu", progress=False)
+    same = transfer.indomain_checkpoint("cnn", "phantom2d:0", **kw)  # the target's own domain: would leak labels
+    with pytest.raises(transfer.SourceUnavailable, match="other than 'phantom2d:0'"):
+        active.pretrained(tiny, "indomain")
+    other = transfer.indomain_checkpoint("cnn", "phantom2d:2", seed=1, **kw)
+    transfer.indomain_checkpoint("cnn", "phantom2d:1", model_kw={"width": 8}, **kw)  # newest, but does not fit
+    assert same.parent == other.parent == data_root / "checkpoints" / "transfer"
+    state, desc = active.pretrained(tiny, "indomain")
+    assert "phantom2d:2" in desc and other.name in desc
+    src = torch.load(other, map_location="cpu", weights_only=True)["state_dict"]
+    feats = [k for k in src if k.startswith("features.")]
+    assert feats and all(torch.equal(state[k], src[k]) for k in feats)
+    net = active.load_encoder(models.create("cnn", 1, tiny.n_outputs, dropout=0.3), state)
+    assert all(torch.equal(net.state_dict()[k], src[k]) for k in feats)
 
 
 # ----------------------------------------------------------------------------- annotation cost

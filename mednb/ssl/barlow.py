@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Pretext, mlp
-from .views import get_views
+from .base import TwoViewPretext
 
 
 def barlow_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -> torch.Tensor:
@@ -21,17 +20,13 @@ def barlow_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -> torc
     return on + lambd * off
 
 
-class BarlowTwins(Pretext):
+class BarlowTwins(TwoViewPretext):
     name, family, paper = "barlow", "information maximization", "Zbontar et al., ICML 2021"
 
     def __init__(self, model, in_channels, size, dims, lambd: float = 5e-3, proj_dim: int = 128, hidden: int = 256,
                  views: str | None = "auto", strength: float = 1.0):
-        super().__init__(model, in_channels, size, dims)
+        super().__init__(model, in_channels, size, dims, proj_dim, hidden, views, strength)
         self.lambd = float(lambd)
-        self.views, self.view_source = get_views(views, strength, dims)
-        self.projector = mlp(self.feat_dim, hidden, proj_dim)
 
-    def loss(self, x, idx, generator=None):
-        v1, v2 = self.views(x, generator), self.views(x, generator)
-        z = self.projector(self.embed(torch.cat([v1, v2])))
-        return barlow_loss(*z.chunk(2), self.lambd), {}
+    def pair_loss(self, z1, z2):
+        return barlow_loss(z1, z2, self.lambd)

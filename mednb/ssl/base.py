@@ -135,3 +135,23 @@ class Pretext(nn.Module):
         """Pooled features (N, F) of a [0,1] batch."""
         f = self.encode(x01)
         return f.mean(dim=tuple(range(2, f.ndim)))
+
+
+class TwoViewPretext(Pretext):
+    """Two augmented views per image → shared encoder → projection MLP (SimCLR, Barlow Twins).
+    Subclasses implement :meth:`pair_loss` on the two (N, proj_dim) projections."""
+
+    def __init__(self, model, in_channels, size, dims, proj_dim: int, hidden: int = 256,
+                 views: str | None = "auto", strength: float = 1.0):
+        super().__init__(model, in_channels, size, dims)
+        from .views import get_views
+        self.views, self.view_source = get_views(views, strength, dims)
+        self.projector = mlp(self.feat_dim, hidden, proj_dim)
+
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, x, idx, generator=None):
+        v1, v2 = self.views(x, generator), self.views(x, generator)
+        z = self.projector(self.embed(torch.cat([v1, v2])))
+        return self.pair_loss(*z.chunk(2)), {}

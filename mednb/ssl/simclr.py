@@ -7,8 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Pretext, mlp
-from .views import get_views
+from .base import TwoViewPretext
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -21,17 +20,13 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     return F.cross_entropy(sim, target)
 
 
-class SimCLR(Pretext):
+class SimCLR(TwoViewPretext):
     name, family, paper = "simclr", "contrastive", "Chen et al., ICML 2020"
 
     def __init__(self, model, in_channels, size, dims, temperature: float = 0.5, proj_dim: int = 64,
                  hidden: int = 256, views: str | None = "auto", strength: float = 1.0):
-        super().__init__(model, in_channels, size, dims)
+        super().__init__(model, in_channels, size, dims, proj_dim, hidden, views, strength)
         self.temperature = float(temperature)
-        self.views, self.view_source = get_views(views, strength, dims)
-        self.projector = mlp(self.feat_dim, hidden, proj_dim)
 
-    def loss(self, x, idx, generator=None):
-        v1, v2 = self.views(x, generator), self.views(x, generator)
-        z = self.projector(self.embed(torch.cat([v1, v2])))
-        return nt_xent(*z.chunk(2), self.temperature), {}
+    def pair_loss(self, z1, z2):
+        return nt_xent(z1, z2, self.temperature)
