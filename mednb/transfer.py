@@ -573,8 +573,9 @@ def _fits(t, shape) -> bool:
     return t.shape == shape or (t.ndim == len(shape) >= 4 and t.shape[0] == shape[0] and t.shape[2:] == shape[2:])
 
 
-def _fitting(files, model: nn.Module):
-    """First of ``files`` (checkpoint paths) whose ``features`` fit ``model``, else None."""
+def _fitting(files, model: nn.Module, what: str, hint: str) -> Path:
+    """First of ``files`` (checkpoint paths) whose ``features`` fit ``model``; else
+    :class:`SourceUnavailable` ("no {what} for {model} {hint}")."""
     own = {k: v.shape for k, v in model.state_dict().items() if k.startswith("features.")}
     for f in files:
         try:
@@ -583,7 +584,8 @@ def _fitting(files, model: nn.Module):
             continue
         if body and all(_fits(body.get(k), s) for k, s in own.items() if not k.endswith("num_batches_tracked")):
             return f
-    return None
+    name = getattr(model, "mednb_name", type(model).__name__)
+    raise SourceUnavailable(f"no {what} for {name} {hint}")
 
 
 def _newest(folder: Path) -> list[Path]:
@@ -597,12 +599,8 @@ def ssl_checkpoint(model: nn.Module, dataset: str | None = None) -> Path:
     files = _newest(folder)
     if dataset:
         files.sort(key=lambda p: f"_{dataset}_" not in p.name)  # stable: matching names first
-    found = _fitting(files, model)
-    if found is not None:
-        return found
-    name = getattr(model, "mednb_name", type(model).__name__)
-    raise SourceUnavailable(f"no SSL checkpoint for {name} in {folder} — run notebook 04 (ssl.pretrain) first; "
-                            f"skipping the 'ssl' source")
+    return _fitting(files, model, "SSL checkpoint",
+                    f"in {folder} — run notebook 04 (ssl.pretrain) first; skipping the 'ssl' source")
 
 
 def indomain_for(model: nn.Module, target: str) -> Path:
@@ -620,12 +618,8 @@ def indomain_for(model: nn.Module, target: str) -> Path:
             continue
         if src is not None and parse_domain(src) != tgt:
             files.append(f)
-    found = _fitting(files, model)
-    if found is not None:
-        return found
-    name = getattr(model, "mednb_name", type(model).__name__)
-    raise SourceUnavailable(f"no in-domain checkpoint for {name} from a domain other than {target!r} in {folder} — "
-                            f"run notebook 03 (transfer.indomain_checkpoint) first, or use another source")
+    return _fitting(files, model, "in-domain checkpoint", f"from a domain other than {target!r} in {folder} — "
+                    f"run notebook 03 (transfer.indomain_checkpoint) first, or use another source")
 
 
 def build(model: str, splits: Splits, source: str = "none", *, stem: str = "imagenet",
