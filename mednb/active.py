@@ -408,8 +408,7 @@ def pretrained(splits: Splits, source: str = "auto", *, model: str = "cnn", epoc
     net = models.create(model, splits.n_channels, splits.n_outputs, dims=splits.dims, size=splits.size)
     if source == "indomain":
         from . import transfer
-        target = transfer.domain_spec(splits.name, (splits.meta or {}).get("site", 0)) if is_phantom else splits.name
-        path = transfer.indomain_for(net, target)
+        path = transfer.indomain_for(net, transfer.domain_spec(splits.name, (splits.meta or {}).get("site", 0)))
         transfer.load_body(net, path)
         info = transfer.checkpoint_info(path).get("recipe", {})
         return net.state_dict(), (f"in-domain supervised (notebook 03): {info.get('model')} trained with labels on "

@@ -573,14 +573,17 @@ def _fits(t, shape) -> bool:
     return t.shape == shape or (t.ndim == len(shape) >= 4 and t.shape[0] == shape[0] and t.shape[2:] == shape[2:])
 
 
-def _fitting(files, model: nn.Module, what: str, hint: str) -> Path:
-    """First of ``files`` (checkpoint paths) whose ``features`` fit ``model``; else
-    :class:`SourceUnavailable` ("no {what} for {model} {hint}")."""
+def _fitting(files, model: nn.Module, what: str, hint: str, accept=None) -> Path:
+    """First of ``files`` (checkpoint paths) whose ``features`` fit ``model`` and, when given, whose loaded
+    checkpoint dict passes ``accept``; else :class:`SourceUnavailable` ("no {what} for {model} {hint}")."""
     own = {k: v.shape for k, v in model.state_dict().items() if k.startswith("features.")}
     for f in files:
         try:
-            body = body_state(torch.load(f, map_location="cpu", weights_only=True)["state_dict"])
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+            body = body_state(ckpt["state_dict"])
         except Exception:  # unreadable or foreign file: not a candidate
+            continue
+        if accept is not None and not accept(ckpt):
             continue
         if body and all(_fits(body.get(k), s) for k, s in own.items() if not k.endswith("num_batches_tracked")):
             return f
@@ -610,16 +613,14 @@ def indomain_for(model: nn.Module, target: str) -> Path:
     leak them). :class:`SourceUnavailable` when there is none."""
     folder = data_root() / "checkpoints" / "transfer"
     tgt = parse_domain(target)
-    files = []
-    for f in _newest(folder):
-        try:
-            src = checkpoint_info(f).get("recipe", {}).get("source")
-        except Exception:  # unreadable file: not a candidate
-            continue
-        if src is not None and parse_domain(src) != tgt:
-            files.append(f)
-    return _fitting(files, model, "in-domain checkpoint", f"from a domain other than {target!r} in {folder} — "
-                    f"run notebook 03 (transfer.indomain_checkpoint) first, or use another source")
+
+    def other_domain(ckpt: dict) -> bool:
+        src = (ckpt.get("recipe") or {}).get("source")
+        return src is not None and parse_domain(src) != tgt
+
+    return _fitting(_newest(folder), model, "in-domain checkpoint",
+                    f"from a domain other than {target!r} in {folder} — run notebook 03 "
+                    f"(transfer.indomain_checkpoint) first, or use another source", accept=other_domain)
 
 
 def build(model: str, splits: Splits, source: str = "none", *, stem: str = "imagenet",
