@@ -82,9 +82,43 @@ def records_of(result, dataset: str, model: str, seed: int, **tags) -> list[dict
     return out
 
 
-def run_seeds(splits, model: str, seeds, *, epochs: int, progress: bool = True, record: bool = False,
+def detail_records(test: dict, dataset: str, size: int, model: str, seed: int, labels: dict | None = None,
+                   **tags) -> list[dict]:
+    """Per-class and calibration records of one test evaluation (a ``result.test`` dict).
+
+    ``test_balanced_acc`` and ``test_ece``; ``test_recall`` / ``test_f1`` per ``class`` (index, plus
+    ``label`` when ``labels`` maps it to a name); ``test_reliability`` per non-empty confidence bin (value:
+    accuracy in the bin; tags ``bin``, ``n_bins``, ``confidence`` = mean confidence, ``count``). All
+    tagged ``dataset``, ``size``, ``model``, ``seed``.
+    """
+    base = dict(dataset=dataset, size=int(size), model=model, seed=int(seed), **tags)
+    out = [{"metric": "test_balanced_acc", "value": float(test["balanced_acc"]), **base},
+           {"metric": "test_ece", "value": float(test["ece"]), **base}]
+    for metric, key in (("test_recall", "per_class_recall"), ("test_f1", "per_class_f1")):
+        for c, v in enumerate(test[key]):
+            name = {"label": labels[c]} if labels and c in labels else {}
+            out.append({"metric": metric, "value": float(v), **base, "class": c, **name})
+    bins = test["reliability"]
+    for b, n in enumerate(bins["count"]):
+        if n:
+            out.append({"metric": "test_reliability", "value": bins["correct_sum"][b] / n, **base, "bin": b,
+                        "n_bins": len(bins["count"]), "confidence": bins["confidence_sum"][b] / n, "count": int(n)})
+    return out
+
+
+def record_details(result, splits, model: str, seed: int, **tags) -> list[dict]:
+    """:func:`mednb.record` every :func:`detail_records` entry of ``result.test`` (a FitResult trained on
+    ``splits``), so a run's metrics.jsonl carries per-class recall/F1, balanced accuracy and calibration."""
+    from .recording import record as _record
+    recs = detail_records(result.test, splits.name, splits.size, model, seed, splits.labels, **tags)
+    return [_record(r["metric"], r["value"], **{k: v for k, v in r.items() if k not in ("metric", "value")})
+            for r in recs]
+
+
+def run_seeds(splits, model: str, seeds, recipe, *, progress: bool = True, record: bool = False,
               keep: bool = False, **fit_kw):
-    """Train ``model`` once per seed with :func:`mednb.engine.train`; return ``(records, results)``.
+    """Train ``model`` once per seed with :func:`mednb.engine.train` and ``recipe`` (an
+    :class:`mednb.engine.Recipe`); return ``(records, results)``. ``fit_kw``: non-recipe fit keywords.
 
     ``results`` holds the FitResults when ``keep`` (else an empty list, to free memory).
     ``record=True`` also calls :func:`mednb.record` for ``test_auc`` / ``test_acc``.
@@ -93,7 +127,7 @@ def run_seeds(splits, model: str, seeds, *, epochs: int, progress: bool = True, 
     from .recording import record as _record
     recs, results = [], []
     for seed in seeds:
-        res = engine.train(splits, model, seed=int(seed), epochs=epochs, progress=progress,
+        res = engine.train(splits, model, recipe, seed=int(seed), progress=progress,
                            desc=f"{model} {splits.name} seed {seed}", **fit_kw)
         rs = records_of(res, splits.name, model, seed)
         recs += rs
@@ -144,13 +178,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="append JSON-line records here")
     a = p.parse_args(argv)
     from . import data
+    from .engine import PAPER
     from .runtime import env_info
     splits = data.load(a.dataset, a.size)
+    recipe = PAPER.replace(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr)
     env = env_info(a.device)
     recs = []
     for seed in a.seeds:
-        r, _ = run_seeds(splits, a.model, [seed], epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                         device=a.device, progress=False)
+        r, _ = run_seeds(splits, a.model, [seed], recipe, device=a.device, progress=False)
         for rec in r:
             rec.update(epochs=a.epochs, size=a.size, device_name=env["device_name"], commit=env["commit"],
                        torch=env["versions"]["torch"])

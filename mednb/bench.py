@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None, help="default: the paper's (128; 3D: 32)")
     t.add_argument("--repeats", type=int, default=3, help="timed rounds per path (default 3)")
     t.add_argument("--workers", type=int, default=0, help="DataLoader workers of the reference path (default 0)")
-    t.add_argument("--amp", choices=("auto", "on", "off"), default="auto", help="bf16 autocast (auto: on CUDA)")
+    t.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                   help="mixed precision (auto: bf16 on GPUs with native bf16, fp16 + gradient scaler on older "
+                        "GPUs, off on CPU; on: as auto on CUDA, bf16 on CPU)")
     t.add_argument("--compile", action="store_true", help="torch.compile the model (both paths)")
     t.add_argument("--seed", type=int, default=0)
     return parser
@@ -55,15 +57,15 @@ def throughput(args) -> dict:
     from .runtime import env_info, get_device, seed_everything
     device = get_device(args.device)
     splits = _load(args)
-    amp = None if args.amp == "auto" else args.amp == "on"
+    amp = {"on": "auto" if device.type == "cuda" else "bf16"}.get(args.amp, args.amp)
     no_val = lambda model, split: {}  # noqa: E731 — time training only
 
     def one(loader: str, epochs: int) -> float:
         seed_everything(args.seed)
         model = models.create(args.model, splits.n_channels, splits.n_outputs, dims=splits.dims, size=splits.size)
-        res = engine.fit(model, splits, epochs=epochs, batch_size=args.batch_size, device=device, amp=amp,
-                         compile=args.compile, loader=loader, num_workers=args.workers, select="last",
-                         eval_fn=no_val, seed=args.seed, progress=False)
+        recipe = engine.Recipe(epochs=epochs, batch_size=args.batch_size, select="last", amp=amp)
+        res = engine.fit(model, splits, recipe, device=device, compile=args.compile, loader=loader,
+                         num_workers=args.workers, eval_fn=no_val, seed=args.seed, progress=False)
         if device.type == "cuda":
             import torch
             torch.cuda.synchronize(device)

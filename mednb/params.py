@@ -157,7 +157,3 @@ def notebook_profiles(stem: str) -> dict:
     if stem not in NOTEBOOK_MODULES:
         raise ParamError(f"unknown notebook {stem!r}; valid: {', '.join(NOTEBOOK_MODULES)}")
     return importlib.import_module(NOTEBOOK_MODULES[stem]).PROFILES
-
-
-def amp_dtype(device: torch.device):
-    return torch.bfloat16 if device.type == "cuda" else None

@@ -22,9 +22,12 @@ import torch
 import torch.nn as nn
 
 from . import models
+from .engine.recipe import Recipe
 from .runtime import get_device
 
 CONVS = ("2.5d", "3d", "acs")
+#: the 3D classifiers' default recipe: Adam 1e-3, 10 epochs, batch 32, multistep LR, best validation AUC
+RECIPE = Recipe(batch_size=32)
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 PROFILES = {
@@ -213,9 +216,9 @@ def load_volumes(name: str, size: int, phantom_counts=None, seed: int = 0):
     return data.load(name, size, **kw)
 
 
-def compare_convs(datasets, sizes, convs, seeds, *, backbone="cnn", width=None, epochs=10, batch_size=32,
-                  lr=1e-3, phantom_counts=None, measure_memory=True, device="auto", progress=True):
-    """Train every (dataset, size, conv, seed); one tidy row per run.
+def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, backbone="cnn", width=None,
+                  phantom_counts=None, measure_memory=True, device="auto", progress=True):
+    """Train every (dataset, size, conv, seed) with ``recipe``; one tidy row per run.
 
     Columns: dataset, size, conv, seed, test_auc, test_acc, params, sec_per_epoch (training only),
     est_memory (bytes, :func:`estimate_memory`), peak_memory (bytes, :func:`measure_peak_memory`, or
@@ -237,12 +240,12 @@ def compare_convs(datasets, sizes, convs, seeds, *, backbone="cnn", width=None, 
             cache = {(d, s): load_volumes(d, s, phantom_counts)}
         sp = cache[(d, s)]
         kw = {"width": width} if backbone == "cnn" and width else {}
-        res = engine.train(sp, f"{backbone}_{c}", seed=sd, model_kw=kw, epochs=epochs, batch_size=batch_size,
-                           lr=lr, device=device, progress=False)
+        res = engine.train(sp, f"{backbone}_{c}", recipe, seed=sd, model_kw=kw, device=device, progress=False)
         shape = tuple(sp.train.x.shape[1:])
         if (d, s, c) not in mem:
-            est = estimate_memory(res.model.cpu(), shape, batch_size)["total"]
-            peak = (measure_peak_memory(f"{backbone}_{c}", shape, batch_size, sp.n_outputs, device, **kw)["peak_bytes"]
+            bs = recipe.batch_for(3)
+            est = estimate_memory(res.model.cpu(), shape, bs)["total"]
+            peak = (measure_peak_memory(f"{backbone}_{c}", shape, bs, sp.n_outputs, device, **kw)["peak_bytes"]
                     if measure_memory else float("nan"))
             mem[(d, s, c)] = (est, peak)
         rows.append(dict(dataset=d, size=s, conv=c, seed=sd, test_auc=res.test["auc"], test_acc=res.test["acc"],
@@ -268,11 +271,12 @@ def with_paper(df, backbone_rows=("ResNet-18", "ResNet-50")):
     return pd.DataFrame(out)
 
 
-def genesis_vs_scratch(splits, *, conv="3d", fractions=(0.1, 1.0), seeds=(0,), backbone="cnn", width=None,
-                       epochs=10, genesis_epochs=10, batch_size=32, lr=1e-3, force_pretrain=False,
-                       device="auto", progress=True):
-    """Models Genesis 3D pre-training (``mednb.ssl``, on the unlabeled training volumes) → fine-tune,
-    vs training from scratch, at each label fraction and seed. Returns (rows DataFrame, pretrain result)."""
+def genesis_vs_scratch(splits, recipe: Recipe = RECIPE, *, conv="3d", fractions=(0.1, 1.0), seeds=(0,),
+                       backbone="cnn", width=None, genesis_epochs=10, force_pretrain=False, device="auto",
+                       progress=True):
+    """Models Genesis 3D pre-training (``mednb.ssl``, on the unlabeled training volumes, with the recipe's
+    batch size and LR) → fine-tune with ``recipe``, vs training from scratch, at each label fraction and
+    seed. Returns (rows DataFrame, pretrain result)."""
     import pandas as pd
     from tqdm.auto import tqdm
     from . import engine, ssl
@@ -281,7 +285,8 @@ def genesis_vs_scratch(splits, *, conv="3d", fractions=(0.1, 1.0), seeds=(0,), b
     name = f"{backbone}_{conv}"
     seed_everything(seeds[0])
     base = models.create(name, splits.n_channels, splits.n_outputs, dims=3, size=splits.size, **kw)
-    pre = ssl.pretrain("genesis", base, splits.train.x, epochs=genesis_epochs, batch_size=batch_size, lr=lr,
+    pre = ssl.pretrain("genesis", base, splits.train.x, epochs=genesis_epochs, batch_size=recipe.batch_for(3),
+                       lr=recipe.lr,
                        device=device, seed=seeds[0], force=force_pretrain, progress=progress,
                        dataset=f"{splits.name}_{splits.size}")
     state = {k: v.detach().cpu().clone() for k, v in pre.model.features.state_dict().items()}
@@ -292,26 +297,25 @@ def genesis_vs_scratch(splits, *, conv="3d", fractions=(0.1, 1.0), seeds=(0,), b
         m = models.create(name, splits.n_channels, splits.n_outputs, dims=3, size=splits.size, **kw)
         if init == "genesis":
             m.features.load_state_dict(state)
-        res = engine.fit(m, splits, epochs=epochs, batch_size=batch_size, lr=lr, label_fraction=f, seed=sd,
-                         device=device, progress=False)
+        res = engine.fit(m, splits, recipe, label_fraction=f, seed=sd, device=device, progress=False)
         test = engine.evaluate(res.model, splits.test, splits.task, device)
         rows.append(dict(init=init, label_fraction=f, seed=sd, test_auc=test["auc"], test_acc=test["acc"],
                          n_labels=res.n_train))
     return pd.DataFrame(rows), pre
 
 
-def augment_on_off(splits, *, policy="flip", conv="3d", seeds=(0,), backbone="cnn", width=None, epochs=10,
-                   batch_size=32, lr=1e-3, device="auto", progress=True):
-    """The same 3D model trained with and without ``mednb.augment`` policy ``policy``; one row per run."""
+def augment_on_off(splits, recipe: Recipe = RECIPE, *, policy="flip", conv="3d", seeds=(0,), backbone="cnn",
+                   width=None, device="auto", progress=True):
+    """The same 3D model trained with ``recipe``, with and without ``mednb.augment`` policy ``policy``;
+    one row per run."""
     import pandas as pd
     from tqdm.auto import tqdm
-    from . import engine
+    from . import augment, engine
     kw = {"width": width} if backbone == "cnn" and width else {}
     rows = []
     for aug, sd in tqdm([(a, s) for a in ("none", policy) for s in seeds], desc="3D augmentation",
                         disable=not progress):
-        res = engine.train(splits, f"{backbone}_{conv}", seed=sd, model_kw=kw, epochs=epochs,
-                           batch_size=batch_size, lr=lr, augment=None if aug == "none" else aug, device=device,
-                           progress=False)
+        res = engine.train(splits, f"{backbone}_{conv}", recipe, seed=sd, model_kw=kw, device=device,
+                           augment=None if aug == "none" else augment.get(aug, dims=3), progress=False)
         rows.append(dict(augment=aug, seed=sd, test_auc=res.test["auc"], test_acc=res.test["acc"]))
     return pd.DataFrame(rows)

@@ -360,10 +360,12 @@ def test_trained_classifier_is_cached(tmp_path, monkeypatch):
     from mednb.cam import evaluate as ev
     monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
     sp = data.load("phantom2d", counts=(32, 8, 8), cache=False)
-    net, info = ev.trained(sp, "cnn", epochs=1, batch_size=16, device="cpu", progress=False, model_kw={"width": 8})
+    net, info = ev.trained(sp, "cnn", ev.RECIPE.replace(epochs=1, batch_size=16), device="cpu", progress=False,
+                           model_kw={"width": 8})
     assert not info["cached"] and info["path"].exists()
     assert str(info["path"]).startswith(str(tmp_path / "checkpoints" / "cam"))
-    net2, info2 = ev.trained(sp, "cnn", epochs=1, batch_size=16, device="cpu", progress=False, model_kw={"width": 8})
+    net2, info2 = ev.trained(sp, "cnn", ev.RECIPE.replace(epochs=1, batch_size=16), device="cpu", progress=False,
+                             model_kw={"width": 8})
     assert info2["cached"] and info2["test"] == pytest.approx(info["test"])
     x = sp.test.x[:2]
     assert torch.equal(net(x.float()), net2(x.float()))

@@ -203,6 +203,6 @@ def test_phantom_difficulty_small_cnn():
     """A small cnn with a smoke-size budget is learnable but not perfect (0.80–0.97 test accuracy)."""
     from mednb import engine
     ds = data.load("phantom2d", cache=False)
-    res = engine.train(ds, "cnn", seed=0, epochs=8, lr=1e-3, batch_size=128, device="cpu", progress=False)
+    res = engine.train(ds, "cnn", engine.Recipe(epochs=8, batch_size=128), seed=0, device="cpu", progress=False)
     assert 0.80 <= res.test["acc"] <= 0.97, res.test
     assert res.test["auc"] > 0.9

@@ -31,7 +31,8 @@ def _synthetic(task="multi-class", k=3, n=(48, 16, 16), dims=2, side=12, channel
     return Splits("synthetic", side, task, labels, channels, dims, split(n[0]), split(n[1]), split(n[2]))
 
 
-FAST = dict(epochs=2, batch_size=16, progress=False, model_kw={"width": 4})
+FAST_RECIPE = engine.Recipe(epochs=2, batch_size=16)
+FAST = dict(recipe=FAST_RECIPE, progress=False, model_kw={"width": 4})
 
 
 @pytest.mark.parametrize("task,k", [("binary-class", 2), ("multi-class", 3), ("ordinal-regression", 5),
@@ -81,8 +82,8 @@ def test_label_fraction_is_stratified_and_seeded():
     assert len(label_subset(y, 1.0)) == 100
     with pytest.raises(ValueError):
         label_subset(y, 0.0)
-    res = engine.fit(engine_model(), _synthetic("multi-class", 3, n=(60, 12, 12)), label_fraction=0.5,
-                     epochs=1, batch_size=8, progress=False)
+    res = engine.fit(engine_model(), _synthetic("multi-class", 3, n=(60, 12, 12)),
+                     engine.Recipe(epochs=1, batch_size=8), label_fraction=0.5, progress=False)
     assert res.n_train == 30
 
 
@@ -109,7 +110,7 @@ def test_reference_and_device_paths_give_the_same_normalized_pixels(dims, channe
 def test_reference_loader_trains_like_the_device_loader():
     s = _synthetic("binary-class", 2)
     for loader in ("device", "reference"):
-        res = engine.fit(engine_model(2), s, epochs=1, batch_size=16, loader=loader, progress=False)
+        res = engine.fit(engine_model(2), s, engine.Recipe(epochs=1, batch_size=16), loader=loader, progress=False)
         assert res.n_train == 48 and res.images_per_s > 0 and 0 <= res.best["val_auc"] <= 1
     with pytest.raises(ValueError, match="valid: device, reference"):
         engine.fit(engine_model(2), s, loader="dali")
@@ -136,10 +137,12 @@ def test_streaming_stage_gives_the_same_batches():
 
 
 def test_multistep_schedule_matches_paper_protocol():
-    assert engine.PAPER["lr"] == 1e-3 and engine.PAPER["batch_size"] == 128 and engine.PAPER["epochs"] == 100
+    P = engine.PAPER
+    assert (P.lr, P.batch_for(2), P.batch_for(3), P.epochs, P.optimizer) == (1e-3, 128, 32, 100, "adam")
+    assert (P.schedule, P.milestones, P.gamma, P.select) == ("multistep", (0.5, 0.75), 0.1, "val_auc")
     s = _synthetic("multi-class", 3, n=(16, 8, 8))
     seen = []
-    res = engine.fit(engine_model(), s, epochs=4, batch_size=16, lr=1e-3, schedule="multistep", progress=False,
+    res = engine.fit(engine_model(), s, engine.PAPER.replace(epochs=4, batch_size=16), progress=False,
                      callbacks=[lambda log: seen.append(log["lr"])])
     # LR x0.1 after 50 % and 75 % of training (the logged lr is the one for the next epoch)
     assert seen == pytest.approx([1e-3, 1e-4, 1e-5, 1e-5])
@@ -156,7 +159,7 @@ def test_selection_early_stopping_callbacks_and_checkpoints(tmp_path):
             raise engine.StopTraining
 
     ck = tmp_path / "ck" / "best.pt"
-    res = engine.fit(engine_model(), s, epochs=5, batch_size=16, progress=False, callbacks=[stop_at_two],
+    res = engine.fit(engine_model(), s, engine.Recipe(epochs=5, batch_size=16), progress=False, callbacks=[stop_at_two],
                      checkpoint=ck)
     assert len(res.history) == 2 and [l["epoch"] for l in logs] == [1, 2]
     assert res.best["val_auc"] == max(h["val_auc"] for h in res.history)
@@ -168,12 +171,13 @@ def test_selection_early_stopping_callbacks_and_checkpoints(tmp_path):
         assert torch.equal(a, b), k
     # early stopping: a validation score that never improves stops after `patience` more epochs
     flat = lambda model, split: {"val_auc": 0.5}  # noqa: E731
-    res = engine.fit(engine_model(), s, epochs=6, batch_size=16, progress=False, eval_fn=flat, patience=2)
+    res = engine.fit(engine_model(), s, engine.Recipe(epochs=6, batch_size=16, patience=2), progress=False, eval_fn=flat)
     assert res.best_epoch == 1 and len(res.history) == 3
-    res = engine.fit(engine_model(), s, epochs=3, batch_size=16, progress=False, eval_fn=flat, select="last")
+    res = engine.fit(engine_model(), s, engine.Recipe(epochs=3, batch_size=16, select="last"), progress=False,
+                     eval_fn=flat)
     assert res.best_epoch == 3
     with pytest.raises(ValueError, match="valid: val_auc"):
-        engine.fit(engine_model(), s, select="best")
+        engine.Recipe(select="best")
 
 
 def test_class_imbalance_options():
@@ -183,7 +187,7 @@ def test_class_imbalance_options():
     counts = torch.bincount(s.train.y[:, 0], minlength=3).float()
     assert torch.allclose(w * counts, torch.full((3,), len(s.train.y) / 3))
     for kw in ({"class_weight": "balanced"}, {"sampler": "balanced"}, {"sampler": "balanced", "loader": "reference"}):
-        res = engine.fit(engine_model(), s, epochs=1, batch_size=8, progress=False, **kw)
+        res = engine.fit(engine_model(), s, engine.Recipe(epochs=1, batch_size=8), progress=False, **kw)
         assert math.isfinite(res.history[0]["train_loss"])
     with pytest.raises(ValueError, match="valid: None, 'balanced'"):
         engine.fit(engine_model(), s, sampler="oversample")
@@ -192,7 +196,8 @@ def test_class_imbalance_options():
 def test_phantom_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
     s = data.load("phantom2d", counts=(64, 16, 16), cache=False)
-    res = engine.train(s, "cnn", seed=0, epochs=1, batch_size=32, progress=False, model_kw={"width": 8})
+    res = engine.train(s, "cnn", engine.Recipe(epochs=1, batch_size=32), seed=0, progress=False,
+                       model_kw={"width": 8})
     assert res.device == "cpu" and 0 <= res.test["auc"] <= 1
 
 
@@ -200,5 +205,80 @@ def test_phantom_end_to_end(tmp_path, monkeypatch):
 def test_breastmnist_real_file_one_epoch(monkeypatch):
     monkeypatch.setenv("MEDNB_DATA", str(SHARED))
     s = data.load("breastmnist", download=False)
-    res = engine.train(s, "cnn", seed=0, epochs=1, progress=False, model_kw={"width": 8})
+    res = engine.train(s, "cnn", engine.Recipe(epochs=1), seed=0, progress=False, model_kw={"width": 8})
     assert res.n_train == 546 and 0 <= res.test["auc"] <= 1
+
+
+def test_recipe_validates_and_maps_notebook_knobs():
+    with pytest.raises(ValueError, match="valid: adam, adamw, sgd"):
+        engine.Recipe(optimizer="lion")
+    with pytest.raises(ValueError, match="valid: multistep, cosine"):
+        engine.PAPER.replace(schedule="step")
+    with pytest.raises(TypeError, match="valid: epochs, lr"):
+        engine.PAPER.replace(epoch=3)
+    with pytest.raises(ValueError, match="epochs must be"):
+        engine.Recipe(epochs=0)
+    knobs = {"EPOCHS": 50, "EPOCHS_3D": 10, "LR": 2e-3, "BATCH_SIZE": 64, "BATCH_SIZE_3D": None, "SEEDS": [0]}
+    r2 = engine.Recipe.from_knobs(knobs, engine.PAPER)
+    r3 = engine.Recipe.from_knobs(knobs, engine.PAPER, suffix="_3D")
+    assert (r2.epochs, r2.lr, r2.batch_size) == (50, 2e-3, 64)
+    assert (r3.epochs, r3.lr, r3.batch_size) == (10, 2e-3, 64)  # BATCH_SIZE_3D unset -> BATCH_SIZE
+    assert r2.schedule == engine.PAPER.schedule and r2.milestones == engine.PAPER.milestones
+    from types import SimpleNamespace
+    assert engine.Recipe.from_knobs(SimpleNamespace(EPOCHS=7)).epochs == 7  # the P object of mednb.params
+
+
+@pytest.mark.parametrize("mode,device,cap,expected", [
+    ("auto", "cpu", None, None), ("auto", "cuda", (9, 0), torch.bfloat16), ("auto", "cuda", (8, 0), torch.bfloat16),
+    ("auto", "cuda", (7, 5), torch.float16), ("auto", "cuda", (7, 0), torch.float16), ("off", "cuda", (9, 0), None),
+    ("fp16", "cpu", None, torch.float16), ("bf16", "cuda", (7, 5), torch.bfloat16)])
+def test_amp_dtype_per_device_and_capability(mode, device, cap, expected):
+    assert engine.amp_dtype(mode, torch.device(device), capability=cap) is expected
+
+
+def test_amp_auto_queries_cuda_capability(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4
+    assert engine.amp_dtype("auto", torch.device("cuda")) is torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 6))
+    assert engine.amp_dtype("auto", torch.device("cuda")) is torch.bfloat16
+
+
+def test_fp16_gradient_scaler_path_trains_without_nan(monkeypatch):
+    """The float16 + GradScaler path (T4/V100) runs on CPU autocast: the scaler scales, steps and updates."""
+    from mednb.engine import loop
+    calls = []
+    real = torch.amp.GradScaler
+
+    def spy(device, enabled=True, **kw):
+        calls.append(enabled)
+        return real(device, enabled=enabled, **kw)
+    monkeypatch.setattr(loop.torch.amp, "GradScaler", spy)
+    s = _synthetic("multi-class", 3, n=(32, 8, 8))
+    res = engine.fit(engine_model(), s, engine.Recipe(epochs=2, batch_size=8, amp="fp16"), device="cpu",
+                     progress=False)
+    assert calls == [True]
+    assert all(math.isfinite(h["train_loss"]) for h in res.history)
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+
+
+def test_augment_must_be_a_callable():
+    s = _synthetic("multi-class", 3, n=(16, 8, 8))
+    with pytest.raises(TypeError, match=r"mednb\.augment\.get"):
+        engine.fit(engine_model(), s, engine.Recipe(epochs=1), augment="basic", progress=False)
+    seen = []
+
+    def aug(x, masks, g):
+        seen.append(x.shape)
+        return x.flip(-1), masks
+    engine.fit(engine_model(), s, engine.Recipe(epochs=1, batch_size=8), augment=aug, progress=False)
+    assert seen == [(8, 1, 12, 12), (8, 1, 12, 12)]
+
+
+def test_engine_imports_no_topic_module():
+    """The engine sits below the topics: importing it loads none of them (no import circle)."""
+    import subprocess
+    import sys
+    code = ("import sys, mednb.engine; topics = ('augment', 'active', 'transfer', 'seg', 'ssl', 'cam', 'volumes'); "
+            "print([t for t in topics if 'mednb.' + t in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -246,7 +246,7 @@ def test_pretrain_history_and_evaluation(tmp_path, monkeypatch):
     assert [h["epoch"] for h in res.history] == [1, 2]
     assert all(0 <= h["knn_acc"] <= 1 and math.isfinite(h["loss"]) for h in res.history)
     recs = S.compare({"genesis": res.model}, sp, model_name="cnn", fractions=[0.5], seeds=[0],
-                     epochs=1, progress=False, model_kw={"width": 8})
+                     recipe=S.FINETUNE.replace(epochs=1), progress=False, model_kw={"width": 8})
     assert {(r["method"], r["protocol"]) for r in recs} == {(m, p) for m in ("scratch", "genesis")
                                                             for p in ("linear", "finetune")}
     assert all(0 <= r["test_auc"] <= 1 and r["n_train"] == 24 for r in recs)

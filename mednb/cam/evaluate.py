@@ -14,6 +14,10 @@ import torch
 import torch.nn as nn
 
 from . import metrics as CM
+from ..engine.recipe import Recipe
+
+#: the classifiers explained in notebook 07: 8 epochs, batch 64, Adam 1e-3, best validation AUC
+RECIPE = Recipe(epochs=8, batch_size=64)
 
 
 def checkpoint_path(splits, model: str, **cfg):
@@ -25,18 +29,19 @@ def checkpoint_path(splits, model: str, **cfg):
     return data_root() / "checkpoints" / "cam" / f"{splits.name}_{splits.size}_{model}_{digest}.pt"
 
 
-def trained(splits, model: str = "cnn", *, seed: int = 0, epochs: int = 8, batch_size: int = 64, lr: float = 1e-3,
-            select: str = "val_auc", device="auto", cache: bool = True, progress: bool = True,
-            model_kw: dict | None = None, **fit_kw):
-    """A classifier trained on ``splits`` by :func:`mednb.engine.train`, cached by configuration.
+def trained(splits, model: str = "cnn", recipe=None, *, seed: int = 0, device="auto", cache: bool = True,
+            progress: bool = True, model_kw: dict | None = None, **fit_kw):
+    """A classifier trained on ``splits`` by :func:`mednb.engine.train` with ``recipe`` (default
+    :data:`RECIPE`), cached by configuration.
 
     Returns ``(model, info)``; ``info`` holds ``test`` (auc/acc/balanced_acc/loss), ``cached``
     (True when loaded from disk), ``path`` and ``seconds`` (training time, 0 when cached).
     """
+    import dataclasses
     from .. import engine, models
     from ..runtime import get_device, seed_everything
-    path = checkpoint_path(splits, model, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, select=select,
-                           model_kw=model_kw or {}, **fit_kw)
+    recipe = recipe or RECIPE
+    path = checkpoint_path(splits, model, seed=seed, **dataclasses.asdict(recipe), model_kw=model_kw or {}, **fit_kw)
     dev = get_device(device)
     if cache and path.exists():
         seed_everything(seed)
@@ -44,11 +49,11 @@ def trained(splits, model: str = "cnn", *, seed: int = 0, epochs: int = 8, batch
                             **(model_kw or {}))
         ckpt = engine.load_checkpoint(net, path)
         return net.to(dev).eval(), {"test": dict(ckpt.get("test", {})), "cached": True, "path": path, "seconds": 0.0}
-    res = engine.train(splits, model, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, select=select,
-                       device=dev, progress=progress, model_kw=model_kw, **fit_kw)
+    res = engine.train(splits, model, recipe, seed=seed, device=dev, progress=progress, model_kw=model_kw, **fit_kw)
     net = res.model.eval()
     if cache:
-        engine.save_checkpoint(net, path, {"test": {k: float(v) for k, v in res.test.items()}})
+        engine.save_checkpoint(net, path, {"test": {k: float(v) for k, v in res.test.items()
+                                                     if isinstance(v, (int, float))}})
     return net, {"test": dict(res.test), "cached": False, "path": path if cache else None, "seconds": res.seconds}
 
 

@@ -43,7 +43,7 @@ from .barlow import BarlowTwins
 from .base import Decoder, Pretext
 from .byol import BYOL
 from .deepcluster import DeepCluster
-from .evaluation import (PROTOCOLS, compare, embed, embedding_2d, finetune, knn_accuracy, knn_monitor,
+from .evaluation import (FINETUNE, PROTOCOLS, compare, embed, embedding_2d, finetune, knn_accuracy, knn_monitor,
                          linear_probe)
 from .genesis import Genesis
 from .jigsaw import Jigsaw

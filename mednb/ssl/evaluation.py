@@ -19,10 +19,12 @@ import torch.nn as nn
 
 from .. import metrics as M
 from ..data import Splits, label_subset
-from ..engine import evaluate, fit, is_multilabel, normalize
+from ..engine import Recipe, evaluate, fit, is_multilabel, normalize
 from ..runtime import get_device, seed_everything
 
 PROTOCOLS = ("linear", "finetune")
+#: fine-tuning recipe of the evaluation protocol: Adam, cosine LR, best validation AUC
+FINETUNE = Recipe(schedule="cosine")
 
 
 @torch.no_grad()
@@ -99,23 +101,21 @@ def reset_head(model: nn.Module, n_outputs: int, seed: int = 0) -> nn.Module:
     return m
 
 
-def finetune(model: nn.Module, splits: Splits, *, label_fraction: float = 1.0, seed: int = 0, epochs: int = 10,
-             lr: float = 1e-3, batch_size: int | None = None, device="auto", reset: bool = True, **fit_kw) -> dict:
-    """Train all layers (fresh head when ``reset``) on a label subset → test metrics + ``n_train``."""
+def finetune(model: nn.Module, splits: Splits, recipe: Recipe = FINETUNE, *, label_fraction: float = 1.0,
+             seed: int = 0, device="auto", reset: bool = True, **fit_kw) -> dict:
+    """Train all layers (fresh head when ``reset``) on a label subset with ``recipe`` → test metrics + ``n_train``."""
     seed_everything(seed)
     m = reset_head(model, splits.n_outputs, seed) if reset else copy.deepcopy(model)
-    fit_kw.setdefault("schedule", "cosine")
     fit_kw.setdefault("progress", False)
-    res = fit(m, splits, epochs=epochs, lr=lr, batch_size=batch_size, label_fraction=label_fraction, seed=seed,
-              device=device, **fit_kw)
+    res = fit(m, splits, recipe, label_fraction=label_fraction, seed=seed, device=device, **fit_kw)
     out = evaluate(res.model, splits.test, splits.task, device)
     out["n_train"] = res.n_train
     return out
 
 
 def compare(encoders: dict, splits: Splits, *, model_name: str, fractions=(0.01, 0.1, 1.0), seeds=(0,),
-            protocols=PROTOCOLS, epochs: int = 10, lr: float = 1e-3, batch_size: int | None = None,
-            device="auto", progress: bool = True, model_kw: dict | None = None) -> list[dict]:
+            protocols=PROTOCOLS, recipe: Recipe = FINETUNE, device="auto", progress: bool = True,
+            model_kw: dict | None = None) -> list[dict]:
     """Evaluate ``{method: pretrained model}`` and ``scratch`` (``models.create(model_name)`` seeded
     per seed) with each protocol, label fraction and seed → records ``{method, protocol,
     label_fraction, seed, test_auc, test_acc, n_train}``."""
@@ -136,8 +136,7 @@ def compare(encoders: dict, splits: Splits, *, model_name: str, fractions=(0.01,
         if p == "linear":
             r = linear_probe(model, splits, label_fraction=f, seed=s, device=device)
         else:
-            r = finetune(model, splits, label_fraction=f, seed=s, epochs=epochs, lr=lr, batch_size=batch_size,
-                         device=device)
+            r = finetune(model, splits, recipe, label_fraction=f, seed=s, device=device)
         recs.append(dict(method=m, protocol=p, label_fraction=float(f), seed=int(s), test_auc=r["auc"],
                          test_acc=r["acc"], n_train=r["n_train"]))
     return recs

@@ -1,0 +1,131 @@
+"""The training recipe: optimizer, schedule, epochs, batch size, model selection and mixed precision.
+
+:data:`PAPER` is the protocol of MedMNIST v2 (Yang et al., Scientific Data 2023): Adam, lr 1e-3,
+batch 128 (3D: 32), 100 epochs, LR ×0.1 at 50 % and 75 % of training, the model of the epoch with
+the best validation AUC. Shorter variants are ``PAPER.replace(epochs=...)``; a notebook maps its
+knobs onto a recipe with :meth:`Recipe.from_knobs`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..runtime import check_name
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("multistep", "cosine", "constant", "onecycle")
+SELECT = ("val_auc", "val_acc", "val_loss", "last")
+AMP = ("auto", "off", "bf16", "fp16")
+#: notebook knob -> Recipe field (see :meth:`Recipe.from_knobs`)
+KNOBS = {"EPOCHS": "epochs", "LR": "lr", "BATCH_SIZE": "batch_size", "OPTIMIZER": "optimizer",
+         "WEIGHT_DECAY": "weight_decay", "SCHEDULE": "schedule", "SELECT": "select", "PATIENCE": "patience",
+         "AMP": "amp"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained. ``batch_size=None`` → the paper's 128 (2D) / 32 (3D).
+
+    schedule: ``multistep`` (×``gamma`` at each fraction of ``milestones``) | ``cosine`` | ``constant`` |
+    ``onecycle``. select: the epoch kept — best ``val_auc`` / ``val_acc`` / lowest ``val_loss`` / ``last``.
+    patience: stop after that many epochs without improvement (None: never). amp: ``auto`` (see
+    :func:`amp_dtype`) | ``off`` | ``bf16`` | ``fp16`` (with a gradient scaler).
+    """
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int | None = None
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "multistep"
+    milestones: tuple = (0.5, 0.75)
+    gamma: float = 0.1
+    select: str = "val_auc"
+    patience: int | None = None
+    amp: str = "auto"
+
+    def __post_init__(self):
+        for field, valid in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("select", SELECT), ("amp", AMP)):
+            object.__setattr__(self, field, check_name(getattr(self, field), valid, field))
+        if int(self.epochs) < 1:
+            raise ValueError(f"epochs must be ≥ 1, got {self.epochs}")
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be ≥ 1 or None, got {self.batch_size}")
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+
+    def replace(self, **changes) -> "Recipe":
+        """A validated copy with ``changes`` (unknown fields raise a TypeError naming the valid ones)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            valid = ", ".join(f.name for f in dataclasses.fields(self))
+            raise TypeError(f"unknown Recipe field(s) {', '.join(sorted(unknown))}; valid: {valid}")
+        return dataclasses.replace(self, **changes)
+
+    def batch_for(self, dims: int) -> int:
+        return int(self.batch_size or (32 if dims == 3 else 128))
+
+    @classmethod
+    def from_knobs(cls, knobs, base: "Recipe | None" = None, suffix: str = "") -> "Recipe":
+        """``base`` with the notebook knobs of :data:`KNOBS` that are set (``NAME + suffix`` first, e.g. EPOCHS_3D)."""
+        get = knobs.get if hasattr(knobs, "get") else (lambda k, d=None: getattr(knobs, k, d))
+        changes = {}
+        for knob, field in KNOBS.items():
+            value = get(knob + suffix, None) if suffix else None
+            value = get(knob, None) if value is None else value
+            if value is not None:
+                changes[field] = value
+        return (base or cls()).replace(**changes)
+
+
+PAPER = Recipe(epochs=100)
+
+
+def amp_dtype(mode: str, device: torch.device, capability: tuple[int, int] | None = None) -> torch.dtype | None:
+    """The autocast dtype for ``mode`` on ``device`` (None: full float32).
+
+    ``auto``: bfloat16 on GPUs that support it natively (compute capability ≥ 8.0: A100, H100, RTX 30xx+),
+    float16 with a gradient scaler on older GPUs (T4 and V100 have no native bfloat16), none on CPU/MPS.
+    ``capability`` overrides the queried compute capability.
+    """
+    mode = check_name(mode, AMP, "amp")
+    if mode == "off":
+        return None
+    if mode in ("bf16", "fp16"):
+        return torch.bfloat16 if mode == "bf16" else torch.float16
+    if device.type != "cuda":
+        return None
+    major, _ = capability or torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def scheduler(recipe: Recipe, opt, steps_per_epoch: int):
+    """A per-step LR scheduler, or None for ``constant``."""
+    total = max(1, recipe.epochs * steps_per_epoch)
+    if recipe.schedule == "multistep":
+        ms = sorted({max(1, int(round(m * recipe.epochs))) * steps_per_epoch for m in recipe.milestones})
+        return torch.optim.lr_scheduler.MultiStepLR(opt, ms, recipe.gamma)
+    if recipe.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    if recipe.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=total)
+    return None
+
+
+def selection_score(recipe: Recipe, log: dict) -> float:
+    """Higher is better: the validation metric of ``recipe.select`` (loss negated; NaN → −inf)."""
+    if recipe.select == "last":
+        return log["epoch"]
+    score = -log.get("val_loss", math.nan) if recipe.select == "val_loss" else log.get(recipe.select, math.nan)
+    if score is None or (isinstance(score, float) and math.isnan(score)):
+        return -math.inf
+    return score
