@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import phantoms
+from .runtime import cache_dir, cache_root, data_root, repo_root  # noqa: F401  (re-exported)
 
 PHANTOMS = {"phantom2d": 2, "phantom3d": 3}
 SIZES_2D = (28, 64, 128, 224)
@@ -75,27 +76,6 @@ def _check_size(name: str, size: int) -> int:
     if int(size) not in sizes:
         raise ValueError(f"size {size!r} is not available for {name}; valid sizes: {', '.join(map(str, sizes))}")
     return int(size)
-
-
-# ----------------------------------------------------------------------------- data root
-def repo_root() -> Path | None:
-    """The git clone mednb runs from (editable install), else None."""
-    here = Path(__file__).resolve().parent.parent
-    pp = here / "pyproject.toml"
-    if pp.exists() and 'name = "mednb"' in pp.read_text(errors="ignore"):
-        return here
-    return None
-
-
-def data_root() -> Path:
-    """``$MEDNB_DATA``, else the clone's ``data/``, else medmnist's default ``~/.medmnist``."""
-    env = os.environ.get("MEDNB_DATA")
-    if env:
-        return Path(env).expanduser().resolve()
-    repo = repo_root()
-    if repo is not None:
-        return repo / "data"
-    return Path("~/.medmnist").expanduser()
 
 
 def filename(name: str, size: int = 28) -> str:
@@ -295,7 +275,8 @@ def _atomic_savez(path: Path, arrays: dict) -> None:
 
 def phantom_path(name: str, size: int, counts, site: int, seed: int, n_classes: int,
                  root: Path | None = None) -> Path:
-    root = Path(root) if root is not None else data_root()
+    """The cached arrays of one phantom: ``<root or cache_root()>/phantoms/<name>_…npz``."""
+    root = Path(root) if root is not None else cache_root()
     c = "-".join(str(int(n)) for n in counts)
     return root / "phantoms" / f"{name}_{size}_site{site}_seed{seed}_k{n_classes}_n{c}.npz"
 
@@ -332,13 +313,13 @@ def load(name: str, size: int = 28, root: Path | str | None = None, download: bo
     ``phantom2d`` / ``phantom3d``. size: 28/64/128/224 (2D), 28/64 (3D and phantoms).
     download: fetch a missing MedMNIST file (MD5-checked); offline, raise :class:`DataNotFound`
     with the steps to fix it. Phantom-only keywords: counts=(train, val, test), site (0–3), seed,
-    n_classes (2–4), cache (write the generated arrays to the data root).
+    n_classes (2–4), cache (keep the generated arrays under :func:`cache_root`, or ``root`` when given).
     """
     key = check_name(name)
     size = _check_size(key, size)
-    root = Path(root) if root is not None else data_root()
-    if key in PHANTOMS:
+    if key in PHANTOMS:  # generated, so cached with the other caches (the data root may be read-only)
         return _load_phantom(key, size, root, counts, int(site), int(seed), int(n_classes), cache)
+    root = Path(root) if root is not None else data_root()
     path = root / filename(key, size)
     if not path.exists():
         if not download:

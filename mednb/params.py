@@ -10,6 +10,8 @@ Mechanism. A notebook's ``parameters`` cell holds flat knobs whose stored value 
 3. writes the resolved values back into the notebook's namespace, seeds everything with the
    first seed, and prints versions, device, seed, data root and the knob table.
 
+``$MEDNB_THREADS`` (set by ``mednb sweep`` for each unit) fixes torch's CPU threads at that step.
+
 So nbval in CI (``MEDNB_PROFILE=smoke``) runs the stored notebook at smoke size, a student who
 opens it gets the ``student`` profile, and ``mednb run --profile full`` injects ``PROFILE="full"``
 — no notebook is ever rewritten.
@@ -39,8 +41,24 @@ NOTEBOOK_MODULES = {
 }
 
 
+SKIP_DATASET = "none"  # a dataset knob set to "none" skips the part of a notebook that uses it (notebook 01)
+
+
 class ParamError(ValueError):
     """A bad knob value or name; the message is one line that names the valid choices."""
+
+
+def set_threads(threads) -> None:
+    """``torch.set_num_threads(threads)`` when given (``$MEDNB_THREADS``: a sweep unit's CPU share)."""
+    if threads in (None, ""):
+        return
+    try:
+        n = int(threads)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ParamError(f"MEDNB_THREADS must be an int >= 1, got {threads!r}")
+    torch.set_num_threads(n)
 
 
 def resolve_profile(profile=None) -> str:
@@ -82,7 +100,8 @@ def _check_vocab(name: str, value):
     from .runtime import get_device
     try:
         if name == "DATASET" or name.endswith("_DATASET") or name.startswith("DATASET_"):
-            data.check_name(value)
+            if value != SKIP_DATASET:
+                data.check_name(value)
         elif name == "DATASETS":
             for v in value:
                 data.check_name(v)
@@ -122,8 +141,9 @@ def params(ns: dict, profiles: dict, *, show: bool = True) -> SimpleNamespace:
     """Resolve a notebook's knobs in place (see module docstring). Returns a namespace with the
     resolved knobs plus ``profile``, ``device`` (torch.device), ``seed`` and ``generator``."""
     from .runtime import get_device, seed_everything, versions, device_name
-    from .data import data_root
+    from .data import cache_root, data_root
     prof, resolved = resolve(ns, profiles, ns.get("PROFILE"))
+    set_threads(os.environ.get("MEDNB_THREADS"))
     ns.update(resolved)
     ns["PROFILE"] = prof
     device = get_device(resolved.get("DEVICE", "auto"))
@@ -136,7 +156,7 @@ def params(ns: dict, profiles: dict, *, show: bool = True) -> SimpleNamespace:
         print(f"mednb {v['mednb']} | torch {v['torch']} | torchvision {v['torchvision']} | "
               f"medmnist {v['medmnist']} | python {v['python']}")
         print(f"device: {device} ({device_name(device)}) | seed: {seeds[0]} | profile: {prof}")
-        print(f"data root: {data_root()}")
+        print(f"data root: {data_root()} | cache: {cache_root()}")
         width = max((len(k) for k in resolved), default=0)
         for k, val in resolved.items():
             print(f"  {k:<{width}} = {val!r}")
@@ -145,7 +165,8 @@ def params(ns: dict, profiles: dict, *, show: bool = True) -> SimpleNamespace:
             from IPython.display import display
             from .recording import PARAMS_MIME
             if get_ipython() is not None:
-                display({PARAMS_MIME: {"profile": prof, "device": str(device), **resolved},
+                display({PARAMS_MIME: {"profile": prof, "device": str(device), "device_name": device_name(device),
+                                       **resolved},
                          "text/plain": ""}, raw=True)
         except ImportError:
             pass

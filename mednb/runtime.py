@@ -14,6 +14,51 @@ import torch
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def repo_root() -> Path | None:
+    """The git clone mednb runs from (editable install), else None."""
+    here = Path(__file__).resolve().parent.parent
+    pp = here / "pyproject.toml"
+    if pp.exists() and 'name = "mednb"' in pp.read_text(errors="ignore"):
+        return here
+    return None
+
+
+def data_root() -> Path:
+    """``$MEDNB_DATA``, else the clone's ``data/``, else medmnist's default ``~/.medmnist``."""
+    env = os.environ.get("MEDNB_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    repo = repo_root()
+    if repo is not None:
+        return repo / "data"
+    return Path("~/.medmnist").expanduser()
+
+
+def cache_root() -> Path:
+    """Where mednb caches what it can regenerate (phantom arrays, trained checkpoints).
+
+    1. ``$MEDNB_CACHE``; 2. the data root when ``$MEDNB_CACHE_IN_DATA=1`` (it must then be writable);
+    3. the per-user cache, ``$XDG_CACHE_HOME/mednb`` (default ``~/.cache/mednb``). The data root itself is
+    only read, so a shared read-only dataset folder works. Cache files are written atomically (a unique temp
+    file, then ``os.replace``), so concurrent runs never see a half-written entry.
+    """
+    env = os.environ.get("MEDNB_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    if os.environ.get("MEDNB_CACHE_IN_DATA", "").lower() in ("1", "true", "yes"):
+        root = data_root()
+        if root.exists() and not os.access(root, os.W_OK):
+            raise PermissionError(f"MEDNB_CACHE_IN_DATA is set but the data root {root} is not writable; "
+                                  "unset MEDNB_CACHE_IN_DATA or point MEDNB_CACHE at a writable folder")
+        return root
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "mednb"
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under :func:`cache_root`, e.g. ``cache_dir("checkpoints", "ssl")`` (not created here)."""
+    return cache_root().joinpath(*parts)
+
+
 def check_name(name, valid, what: str) -> str:
     """The lower-cased registry key for ``name``; an unknown name is a ValueError listing ``valid``."""
     key = str(name).lower()
@@ -79,7 +124,6 @@ def _version(pkg: str) -> str:
 
 
 def git_commit() -> str:
-    from .data import repo_root
     root = repo_root() or Path.cwd()
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],

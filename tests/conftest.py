@@ -66,6 +66,14 @@ def write_notebook(path: Path, knobs: dict[str, str], body: list[str], profiles:
 
 
 @pytest.fixture(autouse=True)
+def _cache_follows_data_root(monkeypatch):
+    """Caches (phantoms, checkpoints) go to the data root a test sets, so each test's tmp root isolates them.
+    The default per-user cache and read-only data roots are tested explicitly in tests/test_data.py."""
+    monkeypatch.delenv("MEDNB_CACHE", raising=False)
+    monkeypatch.setenv("MEDNB_CACHE_IN_DATA", "1")
+
+
+@pytest.fixture(autouse=True)
 def _no_metrics_sink(monkeypatch):
     """Tests must not append records to a metrics file named in the caller's shell."""
     monkeypatch.delenv("MEDNB_METRICS", raising=False)

@@ -1,6 +1,7 @@
 """Data layer: MD5 verification, offline errors, the fetch cache, dataset cards, phantoms."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -206,3 +207,70 @@ def test_phantom_difficulty_small_cnn():
     res = engine.train(ds, "cnn", engine.Recipe(epochs=8, batch_size=128), seed=0, device="cpu", progress=False)
     assert 0.80 <= res.test["acc"] <= 0.97, res.test
     assert res.test["auc"] > 0.9
+
+
+def test_cache_root_choices(tmp_path, monkeypatch):
+    from mednb.runtime import cache_dir, cache_root
+    monkeypatch.delenv("MEDNB_CACHE_IN_DATA")
+    monkeypatch.setenv("MEDNB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "mednb"  # default: per-user, never the data root
+    assert cache_dir("checkpoints", "ssl") == tmp_path / "xdg" / "mednb" / "checkpoints" / "ssl"
+    monkeypatch.setenv("MEDNB_CACHE", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c"
+    monkeypatch.delenv("MEDNB_CACHE")
+    monkeypatch.setenv("MEDNB_CACHE_IN_DATA", "1")
+    assert cache_root() == tmp_path / "data"
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only data root
+    (tmp_path / "data").mkdir()
+    with pytest.raises(PermissionError, match="MEDNB_CACHE"):
+        cache_root()
+
+
+def test_read_only_data_root_is_never_written(tmp_path, monkeypatch):
+    """Loading data and caching phantoms and checkpoints leave a (read-only) data root untouched."""
+    from mednb import engine
+    from mednb.cam import evaluate as ev
+    root = tmp_path / "shared"
+    root.mkdir()
+    (root / "README").write_text("read-only dataset folder")
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    root.chmod(0o555)
+    try:
+        monkeypatch.delenv("MEDNB_CACHE_IN_DATA")
+        monkeypatch.setenv("MEDNB_DATA", str(root))
+        monkeypatch.setenv("MEDNB_CACHE", str(tmp_path / "cache"))
+        sp = data.load("phantom2d", counts=(24, 8, 8))
+        assert sp.path.parent == tmp_path / "cache" / "phantoms" and sp.path.exists()
+        net, info = ev.trained(sp, "cnn", engine.Recipe(epochs=1, batch_size=8), device="cpu", progress=False,
+                               model_kw={"width": 4})
+        assert info["path"].parent == tmp_path / "cache" / "checkpoints" / "cam"
+        assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    finally:
+        root.chmod(0o755)
+
+
+def _load_phantom_in_process(cache, queue):
+    import os as _os
+    _os.environ["MEDNB_CACHE"] = cache
+    _os.environ.pop("MEDNB_CACHE_IN_DATA", None)
+    from mednb import data as D
+    queue.put(D.load("phantom3d", counts=(40, 8, 8), seed=3).train.x.sum().item())
+
+
+def test_two_processes_racing_for_one_cache_entry_both_succeed(tmp_path):
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_load_phantom_in_process, args=(str(tmp_path), q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    sums = [q.get(timeout=5) for _ in procs]
+    assert sums[0] == sums[1]
+    files = list((tmp_path / "phantoms").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npz"  # one intact entry, no temp file left behind
+    with np.load(files[0], allow_pickle=False) as z:
+        assert int(z["train_images"].astype(np.int64).sum()) == sums[0]

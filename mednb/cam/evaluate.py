@@ -1,7 +1,7 @@
 """Cached classifiers for notebook 07 and the localization table on phantoms.
 
 :func:`trained` trains a classifier with :func:`mednb.engine.train` once and caches its weights
-in ``data_root()/checkpoints/cam/`` (re-runs load them in a second). :func:`localization` scores
+in ``cache_root()/checkpoints/cam/`` (re-runs load them in a second). :func:`localization` scores
 every (method, layer) pair with the pointing game and the energy inside the lesion mask.
 """
 from __future__ import annotations
@@ -21,12 +21,12 @@ RECIPE = Recipe(epochs=8, batch_size=64)
 
 
 def checkpoint_path(splits, model: str, **cfg):
-    """``data_root()/checkpoints/cam/<dataset>_<model>_<hash of the configuration>.pt``."""
-    from ..data import data_root
+    """``cache_root()/checkpoints/cam/<dataset>_<model>_<hash of the configuration>.pt``."""
+    from ..runtime import cache_dir
     key = dict(dataset=splits.name, size=splits.size, model=model, n=[len(splits.train), len(splits.val)],
                meta={k: v for k, v in splits.meta.items() if isinstance(v, (int, float, str, list, tuple))}, **cfg)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return data_root() / "checkpoints" / "cam" / f"{splits.name}_{splits.size}_{model}_{digest}.pt"
+    return cache_dir("checkpoints", "cam") / f"{splits.name}_{splits.size}_{model}_{digest}.pt"
 
 
 def trained(splits, model: str = "cnn", recipe=None, *, seed: int = 0, device="auto", cache: bool = True,
@@ -51,10 +51,10 @@ def trained(splits, model: str = "cnn", recipe=None, *, seed: int = 0, device="a
         return net.to(dev).eval(), {"test": dict(ckpt.get("test", {})), "cached": True, "path": path, "seconds": 0.0}
     res = engine.train(splits, model, recipe, seed=seed, device=dev, progress=progress, model_kw=model_kw, **fit_kw)
     net = res.model.eval()
+    test = {k: float(v) for k, v in res.test.items() if isinstance(v, (int, float))}  # the scalars, as cached
     if cache:
-        engine.save_checkpoint(net, path, {"test": {k: float(v) for k, v in res.test.items()
-                                                     if isinstance(v, (int, float))}})
-    return net, {"test": dict(res.test), "cached": False, "path": path if cache else None, "seconds": res.seconds}
+        engine.save_checkpoint(net, path, {"test": test})
+    return net, {"test": test, "cached": False, "path": path if cache else None, "seconds": res.seconds}
 
 
 def lesion_subset(split, n: int | None = None, seed: int = 0):

@@ -18,7 +18,7 @@ each, over :class:`mednb.ssl.base.Pretext`):
  deepcluster    clustering                  Caron et al., ECCV 2018
 =============  ==========================  ===============================================
 
-Checkpoints are cached in ``data_root()/checkpoints/ssl/`` under a key of (method, dataset,
+Checkpoints are cached in ``cache_root()/checkpoints/ssl/`` under a key of (method, dataset,
 model name, input shape, data fingerprint, training parameters, method keywords): a second call
 reloads instead of retraining; ``force=True`` retrains. The evaluation helpers (linear probe,
 fine-tuning at label fractions vs scratch, kNN monitor) are in :mod:`mednb.ssl.evaluation`.
@@ -116,8 +116,8 @@ def fingerprint(x: torch.Tensor) -> str:
 
 
 def checkpoint_dir() -> Path:
-    from ..data import data_root
-    return data_root() / "checkpoints" / "ssl"
+    from ..runtime import cache_dir
+    return cache_dir("checkpoints", "ssl")
 
 
 def checkpoint_path(meta: dict) -> Path:
@@ -135,7 +135,7 @@ def pretrain(method: str, model: nn.Module, x_unlabeled_uint8: torch.Tensor, *, 
     x_unlabeled_uint8: (N,C,S,S) or (N,C,S,S,S) — training images only, labels never used.
     Adam + cosine schedule; batches of ``batch_size`` (a last batch of < 2 is dropped).
     knn: optional ``(x_bank, y_bank, x_query, y_query)`` (:func:`knn_monitor`) → ``knn_acc`` per epoch.
-    cache/force: reload ``data_root()/checkpoints/ssl/<key>.pt`` when present unless ``force``.
+    cache/force: reload ``cache_root()/checkpoints/ssl/<key>.pt`` when present unless ``force``.
     method_kw: the method's own options (e.g. ``grid``, ``n_perms`` for jigsaw; ``tau`` for byol).
     """
     key = _check(method)
