@@ -228,23 +228,83 @@ def test_torchvision_policy_moves_mask_with_image(ph2):
     assert yi[ym.bool()].mean() > yi[~ym.bool()].mean()
 
 
-def test_engine_fit_with_augment_name(tmp_path, monkeypatch):
+def test_engine_fit_with_policy(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
     sp = data.load("phantom2d", counts=(32, 16, 16), cache=False)
-    res = engine.train(sp, "cnn", seed=0, epochs=1, batch_size=16, augment="basic", device="cpu", progress=False)
+    res = engine.train(sp, "cnn", engine.Recipe(epochs=1, batch_size=16), seed=0, augment=A.get("basic"),
+                       device="cpu", progress=False)
     assert res.n_train == 32 and 0.0 <= res.test["auc"] <= 1.0
+
+
+def test_engine_rejects_a_policy_name(tmp_path, monkeypatch):
+    """The engine takes a callable only; a policy name is resolved by the caller with ``get``."""
+    monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
+    sp = data.load("phantom2d", counts=(32, 16, 16), cache=False)
+    with pytest.raises(TypeError):
+        engine.train(sp, "cnn", engine.Recipe(epochs=1, batch_size=16), seed=0, augment="basic", device="cpu",
+                     progress=False)
 
 
 def test_grid_and_verdict(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
     sp = data.load("phantom2d", counts=(32, 16, 16), cache=False)
-    df = A.label_fraction_grid(sp, ["none", "flip"], [0.5], [0], epochs=1, batch_size=16, device="cpu",
-                               progress=False)
+    df = A.label_fraction_grid(sp, ["none", "flip"], [0.5], [0], recipe=engine.Recipe(epochs=1, batch_size=16),
+                               device="cpu", progress=False)
     assert len(df) == 2 and set(df.policy) == {"none", "flip"}
     assert (df.n_train == 16).all() and (df.train_images_per_s > 0).all()
     v = A.verdict(df)
     assert len(v) == 1 and v.best_policy[0] in ("none", "flip")
     assert "50% labels" in A.describe_verdict(v)
+
+
+def test_offline_vs_online_sees_the_same_number_of_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
+    sp = data.load("phantom2d", counts=(32, 16, 16), cache=False)
+    df = A.compare_offline_online(sp, "flip", copies=1, recipe=engine.Recipe(epochs=2, batch_size=16),
+                                  device="cpu", progress=False)
+    rows = df.set_index("mode")
+    assert list(df["mode"]) == ["none", "online", "offline"]
+    assert rows.loc["offline", "n_train"] == 2 * rows.loc["online", "n_train"] == 64
+    assert list(rows.epochs) == [2, 2, 1]  # offline: max(1, round(epochs / (copies + 1)))
+    assert rows.images_seen.nunique() == 1 and rows.loc["none", "policy"] == "none"
+    assert rows.loc["offline", "train_bytes"] > 1.9 * rows.loc["online", "train_bytes"]
+
+
+def test_imbalance_experiment_strategies(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
+    sp = data.load("phantom2d", counts=(48, 16, 16), cache=False)
+    with pytest.raises(ValueError, match="valid: nothing, weighted loss, oversample"):
+        A.imbalance_experiment(sp, strategies=["smote"])
+    df = A.imbalance_experiment(sp, 0.25, recipe=engine.Recipe(epochs=1, batch_size=16), device="cpu",
+                                progress=False)
+    assert list(df.strategy) == list(A.IMBALANCE_STRATEGIES)  # the policy name of a strategy is resolved
+    counts = [int(c) for c in df.train_counts[0].strip("[]").split(",")]
+    assert min(counts) == max(1, round(0.25 * max(counts)))
+    assert df.test_auc.between(0, 1).all() and df.test_balanced_acc.between(0, 1).all()
+
+
+def test_elastic_3d_field_matches_2d_displacement():
+    """α is rescaled in 3D so that the RMS displacement (px) equals the 2D one for the same σ."""
+    from mednb.augment import elastic
+    rms = []
+    for d, n in ((2, 8), (3, 4)):
+        f = elastic.displacement(n, (28,) * d, 4.0, 34.0, seed=0, device="cpu")
+        assert f.shape == (n, *(28,) * d, d)
+        rms.append(float((f * 14).pow(2).mean().sqrt()))  # normalized units → px (2 / 28 per px)
+    assert abs(rms[1] / rms[0] - 1) < 0.1, rms
+
+
+def test_policy_files_do_not_import_the_engine():
+    """Only the experiments import the engine (which takes policies), so there is no import circle."""
+    import ast
+    from pathlib import Path
+    for path in Path(A.__file__).parent.glob("*.py"):
+        if path.name in ("experiments.py", "__init__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [a.name for a in node.names]
+                assert not any("engine" in n for n in names), path.name
 
 
 def test_throughput_positive(ph2):

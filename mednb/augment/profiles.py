@@ -1,0 +1,20 @@
+"""Knob values of notebook 02 for each profile: ``smoke`` (phantoms, tiny runs), ``student`` (real
+MedMNIST data, the small CNN), ``full`` (ResNet-18 models, more epochs and seeds)."""
+
+PROFILES = {
+    "smoke": dict(DATASET="phantom2d", DATASET_3D="phantom3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
+                  EPOCHS=3, EPOCHS_3D=2, BATCH_SIZE=64, LR=1e-3, SEEDS=[0], SEEDS_3D=[0], OFFLINE_SEEDS=[0],
+                  LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
+                  POLICIES_3D=["none", "basic"], STRENGTH=1.0, COUNTS=[240, 80, 200], COUNTS_3D=[32, 16, 32],
+                  OFFLINE_COPIES=2, IMBALANCE_RATIO=0.1, THROUGHPUT_N=64, DEVICE="auto"),
+    "student": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
+                    EPOCHS=20, EPOCHS_3D=3, BATCH_SIZE=64, LR=1e-3, SEEDS=[0, 1, 2], SEEDS_3D=[0], OFFLINE_SEEDS=[0],
+                    LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
+                    POLICIES_3D=["none", "strong"], STRENGTH=1.0, COUNTS=[1200, 300, 600], COUNTS_3D=[400, 100, 200],
+                    OFFLINE_COPIES=4, IMBALANCE_RATIO=0.1, THROUGHPUT_N=512, DEVICE="auto"),
+    "full": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="resnet18", MODEL_3D="resnet18_3d",
+                 EPOCHS=100, EPOCHS_3D=50, BATCH_SIZE=128, LR=1e-3, SEEDS=[0, 1, 2, 3, 4], SEEDS_3D=[0, 1, 2],
+                 OFFLINE_SEEDS=[0, 1, 2], LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
+                 POLICIES_3D=["none", "basic", "elastic", "strong"], STRENGTH=1.0, COUNTS=[1200, 300, 600],
+                 COUNTS_3D=[400, 100, 200], OFFLINE_COPIES=4, IMBALANCE_RATIO=0.1, THROUGHPUT_N=2048, DEVICE="auto"),
+}
