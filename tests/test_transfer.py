@@ -21,6 +21,9 @@ def tiny():
     return data.load("phantom2d", counts=(32, 16, 16), cache=False)
 
 
+ONE_EPOCH = engine.Recipe(epochs=1, batch_size=8)
+
+
 def _no_network(monkeypatch):
     def offline(*a, **k):
         raise urllib.error.URLError("network disabled in tests")
@@ -54,8 +57,8 @@ def test_freezing_really_freezes(tiny, strategy, n_frozen):
     torch.manual_seed(0)
     m = models.create("cnn", 1, 4)
     before = _state(m)
-    res = transfer.fit(m, tiny, strategy, freeze_stages=2, epochs=2, batch_size=8, lr=1e-2, select="last",
-                       progress=False, device="cpu")
+    res = transfer.fit(m, tiny, strategy, engine.Recipe(epochs=2, batch_size=8, lr=1e-2, select="last"),
+                       freeze_stages=2, progress=False, device="cpu")
     stages = transfer.stages(m)
     assert res.plan.frozen == stages[:n_frozen] == transfer.frozen(m)
     after = _state(m)
@@ -83,8 +86,9 @@ def test_two_stage_switches_at_the_right_epoch(tiny):
     m = models.create("cnn", 1, 4)
     snaps = [_state(m.features)]
     head0 = m.head.fc.weight.detach().clone()
-    res = transfer.fit(m, tiny, "two_stage", head_epochs=2, epochs=4, batch_size=8, lr=1e-2, select="last",
-                       progress=False, device="cpu", callbacks=[lambda log: snaps.append(_state(m.features))])
+    res = transfer.fit(m, tiny, "two_stage", engine.Recipe(epochs=4, batch_size=8, lr=1e-2, select="last"),
+                       head_epochs=2, progress=False, device="cpu",
+                       callbacks=[lambda log: snaps.append(_state(m.features))])
     assert res.plan.switch_epoch == 2
     assert res.plan.events == [{"epoch": 2, "event": "unfreeze", "stages": transfer.stages(m)}]
     # body (weights and BN stats) untouched during epochs 1-2, trained in epochs 3 and 4
@@ -95,7 +99,7 @@ def test_two_stage_switches_at_the_right_epoch(tiny):
     lrs = res.plan.lrs
     assert lrs["head"] == 1e-2 and lrs["block1"] == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="epochs > head_epochs"):
-        transfer.fit(m, tiny, "two_stage", head_epochs=2, epochs=2)
+        transfer.fit(m, tiny, "two_stage", engine.Recipe(epochs=2), head_epochs=2)
 
 
 def test_discriminative_learning_rates_and_epochs_for():
@@ -107,17 +111,19 @@ def test_discriminative_learning_rates_and_epochs_for():
     assert transfer.epochs_for(4, 64, 2, min_steps=8) == 8
     assert transfer.epochs_for(640, 64, 2, min_steps=8) == 2
     with pytest.raises(ValueError, match="onecycle"):
-        transfer.fit(m, None, "finetune", schedule="onecycle")
+        transfer.fit(m, None, "finetune", engine.Recipe(schedule="onecycle"))
+    with pytest.raises(TypeError):
+        transfer.fit(m, None, "finetune", epochs=2)  # training knobs travel in the recipe
 
 
 def test_indomain_weights_round_trip(tmp_path):
-    path = transfer.indomain_checkpoint("cnn", "phantom2d:1", counts=(16, 8, 8), epochs=1, batch_size=8,
-                                        progress=False, device="cpu")
+    path = transfer.indomain_checkpoint("cnn", "phantom2d:1", ONE_EPOCH, counts=(16, 8, 8), progress=False,
+                                        device="cpu")
     assert path.parent == tmp_path / "data" / "checkpoints" / "transfer"
     info = transfer.checkpoint_info(path)
     assert info["recipe"]["source"] == "phantom2d:1" and 0 <= info["test_auc"] <= 1
     mtime = path.stat().st_mtime_ns
-    assert transfer.indomain_checkpoint("cnn", "phantom2d:1", counts=(16, 8, 8), epochs=1, batch_size=8,
+    assert transfer.indomain_checkpoint("cnn", "phantom2d:1", ONE_EPOCH, counts=(16, 8, 8),
                                         progress=False) == path and path.stat().st_mtime_ns == mtime  # cached
     saved = torch.load(path, weights_only=True)["state_dict"]
     target = data.load("phantom2d", counts=(8, 4, 4), site=2, n_classes=2, cache=False)  # other site, 2 classes
@@ -164,8 +170,8 @@ def test_inflation_reproduces_the_2d_response_on_interior_slices():
 
 
 def test_3d_target_gets_inflated_source_weights(tmp_path):
-    path = transfer.indomain_checkpoint("cnn", "phantom2d:0", counts=(8, 4, 4), epochs=1, batch_size=8,
-                                        model_kw={"width": 8}, progress=False, device="cpu")
+    path = transfer.indomain_checkpoint("cnn", "phantom2d:0", ONE_EPOCH, counts=(8, 4, 4), model_kw={"width": 8},
+                                        progress=False, device="cpu")
     vol = data.load("phantom3d", counts=(4, 2, 2), cache=False)
     net = transfer.build("cnn", vol, "indomain", checkpoint=path, model_kw={"width": 8})
     w2 = torch.load(path, weights_only=True)["state_dict"]["features.block2.0.weight"]
@@ -270,15 +276,68 @@ def test_run_label_budget_and_domain_adaptation(tmp_path):
     target = data.load("phantom2d", counts=(24, 8, 12), site=3, cache=False)
     idx = transfer.label_budget(target.train.y, 6, seed=0)
     assert len(idx) == 6 and len(torch.unique(target.train.y[idx, 0])) == 4
-    path = transfer.indomain_checkpoint("cnn", "phantom2d:0", counts=(16, 8, 8), epochs=1, batch_size=8,
-                                        progress=False, device="cpu")
+    path = transfer.indomain_checkpoint("cnn", "phantom2d:0", ONE_EPOCH, counts=(16, 8, 8), progress=False,
+                                        device="cpu")
     rows = transfer.domain_adaptation(path, "cnn", target, 0) + \
-        transfer.domain_adaptation(path, "cnn", target, 8, epochs=1, batch_size=8, device="cpu")
+        transfer.domain_adaptation(path, "cnn", target, 8, ONE_EPOCH, device="cpu")
     assert [r["method"] for r in rows] == ["source_only", "finetune", "target_only"]
     assert [r["target_labels"] for r in rows] == [0, 8, 8] and all(0 <= r["test_auc"] <= 1 for r in rows)
-    res = transfer.run(target, "cnn", "indomain", "two_stage", checkpoint=path, label_fraction=0.5, epochs=2,
-                       min_steps=8, head_epochs=1, batch_size=8, device="cpu")
+    res = transfer.run(target, "cnn", "indomain", "two_stage", engine.Recipe(epochs=2, batch_size=8), checkpoint=path,
+                       label_fraction=0.5, min_steps=8, head_epochs=1, device="cpu")
     assert res.plan.switch_epoch == 2 and len(res.history) == 4 and 0 <= res.test["auc"] <= 1
+
+
+class _Seen(Exception):
+    pass
+
+
+def _spy_fit(monkeypatch):
+    """Replace engine.fit by a spy that records (recipe, keywords) and stops before training."""
+    seen = []
+
+    def spy(model, splits, recipe=None, **kw):
+        seen.append((recipe, kw))
+        raise _Seen
+    monkeypatch.setattr(engine, "fit", spy)
+    return seen
+
+
+def test_the_recipe_reaches_engine_fit_unchanged_but_for_epochs_and_selection(tiny, tmp_path, monkeypatch):
+    source = tmp_path / "source.pt"
+    engine.save_checkpoint(models.create("cnn", 1, 4), source)
+    seen = _spy_fit(monkeypatch)
+    r = engine.Recipe(epochs=2, lr=3e-3, batch_size=8, optimizer="sgd", weight_decay=1e-4, schedule="cosine")
+    idx = torch.arange(8)
+    calls = [lambda: transfer.run(tiny, "cnn", "none", "scratch", r, train_idx=idx, min_steps=4, device="cpu"),
+             lambda: transfer.run(tiny, "cnn", "none", "finetune", train_idx=idx, device="cpu"),
+             lambda: transfer.domain_adaptation(source, "cnn", tiny, 4, r, device="cpu"),
+             lambda: transfer.domain_adaptation(source, "cnn", tiny, 4, device="cpu"),
+             lambda: transfer.indomain_checkpoint("cnn", "phantom2d:1", r, counts=(16, 8, 8), device="cpu"),
+             lambda: transfer.indomain_checkpoint("cnn", "phantom2d:1", counts=(16, 8, 8), device="cpu"),
+             lambda: transfer.fit(models.create("cnn", 1, 4), tiny, "finetune", device="cpu")]
+    for call in calls:
+        with pytest.raises(_Seen):
+            call()
+    recipes = [rec for rec, _ in seen]
+    assert recipes == [r.replace(epochs=4),  # 8 labels at batch 8: 1 step per epoch, raised to min_steps=4
+                       transfer.RECIPE,  # engine defaults at batch size 64
+                       r.replace(select="last"), transfer.RECIPE.replace(select="last"),
+                       r, transfer.RECIPE,
+                       engine.Recipe()]  # transfer.fit alone: the engine's own defaults
+    assert transfer.RECIPE == engine.Recipe(batch_size=64)
+    assert torch.equal(seen[0][1]["train_idx"], idx) and seen[0][1]["device"] == "cpu"
+
+
+def test_indomain_cache_key_follows_the_recipe(tmp_path):
+    path = transfer.indomain_checkpoint("cnn", "phantom2d:1", ONE_EPOCH, counts=(16, 8, 8), progress=False,
+                                        device="cpu")
+    record = transfer.checkpoint_info(path)["recipe"]
+    assert set(record) == {"model", "source", "size", "n", "epochs", "lr", "batch_size", "seed", "stem",
+                           "input_size", "model_kw"}  # a recipe that differs only in epochs/lr/batch adds nothing
+    assert (record["epochs"], record["lr"], record["batch_size"]) == (1, 1e-3, 8)
+    decayed = transfer.indomain_checkpoint("cnn", "phantom2d:1", ONE_EPOCH.replace(weight_decay=1e-4),
+                                           counts=(16, 8, 8), progress=False, device="cpu")
+    assert decayed != path and transfer.checkpoint_info(decayed)["recipe"]["weight_decay"] == 1e-4
 
 
 def test_resize_stage_and_profiles():
