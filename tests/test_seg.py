@@ -1,13 +1,13 @@
-"""Tests for mednb.seg / mednb.unetpp: U-Net, wide U-Net, UNet++ (deep supervision, pruning), metrics, data."""
+"""Tests for mednb.seg: U-Net, wide U-Net, UNet++ (deep supervision, pruning), metrics, data, training."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mednb import models, seg
+from mednb import engine, models, seg
 from mednb.data import DataNotFound
-from mednb.unetpp import UNetPlusPlus, pruned
+from mednb.seg import UNetPlusPlus, pruned
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 EM = SHARED / "isbi2012_em_membrane"
@@ -218,16 +218,19 @@ def test_train_and_pretrain_on_tiny_phantom(tmp_path, monkeypatch):
     assert s.has_masks and s.labels[1] == "lesion"
     idx = seg.labelled_subset(s.train, 3, seed=0)
     assert len(idx) == 3 and all(s.train.masks[i].any() for i in idx)
-    kw = dict(model_kw=dict(width=4, depth=2), epochs=1, batch_size=8, progress=False, device="cpu")
-    net = seg.pretrain_restoration(s, "unet", **kw)
+    recipe = seg.RECIPE.replace(epochs=1)
+    kw = dict(model_kw=dict(width=4, depth=2), progress=False, device="cpu")
+    net = seg.pretrain_restoration(s, "unet", None, recipe, **kw)
     ckpts = list((tmp_path / "checkpoints" / "seg").glob("*.pt"))
     assert len(ckpts) == 1
-    again = seg.pretrain_restoration(s, "unet", **kw)  # cache hit: same weights, no new file
+    again = seg.pretrain_restoration(s, "unet", None, recipe, **kw)  # cache hit: same weights, no new file
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
-    seg.pretrain_restoration(s, "unet", **{**kw, "lr": 3e-3})  # other lr: a miss, a second checkpoint
+    seg.pretrain_restoration(s, "unet", None, recipe.replace(lr=3e-3), **kw)  # other lr: a miss, a second file
     assert len(list((tmp_path / "checkpoints" / "seg").glob("*.pt"))) == 2
-    r = seg.train(s, "unetpp", model_kw=dict(width=4, depth=2, deep_supervision=True), init=net, train_idx=idx,
-                  samples_per_epoch=8, epochs=1, batch_size=4, progress=False, device="cpu")
+    seg.pretrain_restoration(s, "unet", None, recipe.replace(optimizer="adamw"), **kw)  # other optimizer: a miss
+    assert len(list((tmp_path / "checkpoints" / "seg").glob("*.pt"))) == 3
+    r = seg.train(s, "unetpp", recipe.replace(batch_size=4), model_kw=dict(width=4, depth=2, deep_supervision=True),
+                  init=net, train_idx=idx, samples_per_epoch=8, progress=False, device="cpu")
     assert set(r.test) >= {"dice", "iou", "dice_image", "iou_image"} and 0 <= r.test["iou"] <= 1
     assert r.n_train == 3 and len(r.history) == 1 and "val_dice" in r.history[0]
 
@@ -282,3 +285,51 @@ def test_claims_compute_paired_gains_and_the_goal():
     table = seg.claims(runs)
     assert table.ours.str.contains("goal ≥ \\+1").any()
     assert seg.goal_verdict(runs[runs.label != "U-Net"]) == "–"
+    eff = pd.DataFrame(dict(n_requested=[1, 1, 0], n_labelled=[1, 1, 16], init=["scratch", "pretrained", "scratch"],
+                            seed=0, iou=[0.2, 0.3, 0.6]))
+    assert "IoU pretrained 0.300 vs scratch 0.200" in seg.claims(runs, label_eff=eff).ours.iloc[-1]
+    assert len(seg.claims(runs, label_eff=eff[eff.n_requested == 0])) == len(table)  # all labels: no few-label row
+
+
+def test_recipe_reaches_engine_fit_unchanged(monkeypatch):
+    """seg.fit hands engine.fit the segmentation recipe (None → seg.RECIPE) and a callable crop policy;
+    pretraining keeps its recipe but selects the last epoch; a selection without a segmentation score fails early."""
+    assert seg.RECIPE == engine.Recipe(epochs=10, lr=1e-3, batch_size=8, schedule="cosine", select="val_loss")
+    seen = []
+
+    class Called(Exception):
+        pass
+
+    def fake_fit(model, splits, recipe=None, **kw):
+        seen.append((recipe, kw))
+        raise Called
+
+    monkeypatch.setattr(engine, "fit", fake_fit)
+    s = seg.load("phantom2d", 28, counts=(4, 2, 2), cache=False)
+    for recipe, expected in ((None, seg.RECIPE), (seg.RECIPE.replace(lr=5e-3), seg.RECIPE.replace(lr=5e-3))):
+        with pytest.raises(Called):
+            seg.train(s, "unet", recipe, model_kw=dict(width=2, depth=1), crop=16, device="cpu")
+        assert seen[-1][0] == expected and callable(seen[-1][1]["augment"]) and seen[-1][1]["loss_fn"].target == "mask"
+    with pytest.raises(Called):
+        seg.pretrain_restoration(s, "unet", recipe=seg.RECIPE.replace(epochs=2), model_kw=dict(width=2, depth=1),
+                                 device="cpu", cache=False)
+    assert seen[-1][0] == seg.RECIPE.replace(epochs=2, select="last")
+    with pytest.raises(ValueError, match="val_loss, last"):
+        seg.fit(seg.create("unet", width=2, depth=1), s, engine.Recipe(select="val_auc"))
+
+
+def test_notebook_knobs_give_the_profile_recipes():
+    """The notebook's recipes from its knobs: 2D (EPOCHS), 3D (EPOCHS_3D) and label efficiency (EPOCHS_LABEL)."""
+    for p in seg.PROFILES.values():
+        base = seg.RECIPE.replace(lr=p["LR"], batch_size=p["BATCH_SIZE"])
+        assert engine.Recipe.from_knobs(p, seg.RECIPE) == base.replace(epochs=p["EPOCHS"])
+        assert engine.Recipe.from_knobs(p, seg.RECIPE, "_3D") == base.replace(epochs=p["EPOCHS_3D"])
+        assert engine.Recipe.from_knobs(p, seg.RECIPE, "_LABEL") == base.replace(epochs=p["EPOCHS_LABEL"])
+
+
+def test_bad_folder_options_name_valid_choices(tmp_path):
+    _write_pngs(tmp_path, 3)
+    with pytest.raises(ValueError, match="low, high"):
+        seg.load_folder(tmp_path, split=(1, 1, 1), foreground="middle")
+    with pytest.raises(ValueError, match="needs 9 labelled images; 3 found"):
+        seg.load_folder(tmp_path, split=(5, 2, 2))

@@ -1,4 +1,4 @@
-"""Segmentation networks: U-Net, wide U-Net and UNet++ (2D and 3D), registered by :mod:`mednb.seg`.
+"""Segmentation networks: U-Net and UNet++ (2D and 3D), registered in :mod:`mednb.seg.models`.
 
 * U-Net (Ronneberger et al., MICCAI 2015): a contracting path (two 3×3 convolutions + max-pool
   per level) and an expanding path (2×2 up-convolution, concatenation with the encoder feature
@@ -15,9 +15,9 @@
 
 Shapes: input (N, C, H, W) or (N, C, D, H, W) of any size (padded to a multiple of 2^depth and
 cropped back). ``forward`` returns logits (N, K, ...) — except a deeply supervised UNet++ in
-training mode, which returns the list of its head logits ``[X^{0,1}, …, X^{0,k}]`` (the loss of
-:mod:`mednb.seg` averages over them). In eval mode "accurate" returns ``log(mean softmax)`` over the
-heads (a valid logit tensor: its softmax is the averaged probability).
+training mode, which returns the list of its head logits ``[X^{0,1}, …, X^{0,k}]`` (the loss,
+:class:`mednb.seg.metrics.DiceCELoss`, averages over them). In eval mode "accurate" returns
+``log(mean softmax)`` over the heads (a valid logit tensor: its softmax is the averaged probability).
 """
 from __future__ import annotations
 
