@@ -17,7 +17,7 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    sub = parser.add_subparsers(dest="bench_cmd", metavar="{throughput}")
+    sub = parser.add_subparsers(dest="bench_cmd", metavar="{throughput,selection}")
     sub.required = True
     t = sub.add_parser("throughput", help="training images/s: device path vs reference path",
                        description=__doc__.strip().splitlines()[0])
@@ -37,6 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "GPUs, off on CPU; on: as auto on CUDA, bf16 on CPU)")
     t.add_argument("--compile", action="store_true", help="torch.compile the model (both paths)")
     t.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("selection", help="which epoch to keep: model-selection rules on the same training runs",
+                       description=selection.__doc__.strip().splitlines()[0])
+    s.add_argument("--dataset", default="phantom2d", help="dataset name (e.g. breastmnist, adrenalmnist3d)")
+    s.add_argument("--model", default="cnn", help="registry model name (default cnn)")
+    s.add_argument("--size", type=int, default=28)
+    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--batch-size", type=int, default=None, help="default: the paper's (128; 3D: 32)")
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    s.add_argument("--device", default="auto")
     return parser
 
 
@@ -99,11 +108,61 @@ def throughput(args) -> dict:
     return out
 
 
+def selection(args) -> dict:
+    """Model selection on a noisy validation set: each rule applied to the same per-seed training runs.
+
+    Every epoch of one training run per seed (the paper's recipe with ``--epochs``) is scored on validation
+    and on test; the rules then pick an epoch from the validation columns only: ``val_auc`` (the paper's),
+    ``val_auc, skip collapsed`` (epochs whose validation predictions all fall in one class are never kept),
+    ``val_auc, ties by val_loss`` (within 0.01 of the best AUC, lowest loss), ``val_loss``, ``last``. Prints
+    test AUC/ACC mean ± sd per rule and how many selected models predict a single class on test.
+    """
+    import numpy as np
+    from . import data, engine
+    from . import metrics as M
+    from .runtime import env_info
+    splits = data.load(args.dataset, args.size)
+    recipe = engine.PAPER.replace(epochs=args.epochs, batch_size=args.batch_size)
+
+    def scored(model, split):
+        val = engine.evaluate(model, split, splits.task, args.device, return_scores=True)
+        test = engine.evaluate(model, splits.test, splits.task, args.device, return_scores=True)
+        return {"val_auc": val["auc"], "val_acc": val["acc"], "val_loss": val["loss"],
+                "val_classes": len(np.unique(val["y_score"].argmax(1))), "test_auc": test["auc"],
+                "test_acc": test["acc"], "test_classes": len(np.unique(test["y_score"].argmax(1)))}
+    rules = {"val_auc": lambda h: _best(h, "val_auc"),
+             "val_auc, skip collapsed": lambda h: _best([r for r in h if r["val_classes"] > 1] or h, "val_auc"),
+             "val_auc, ties by val_loss": lambda h: min((r for r in h if r["val_auc"] >= max(x["val_auc"] for x in h)
+                                                         - 0.01), key=lambda r: r["val_loss"]),
+             "val_loss": lambda h: min(h, key=lambda r: r["val_loss"]), "last": lambda h: h[-1]}
+    picked = {k: [] for k in rules}
+    for seed in args.seeds:
+        res = engine.train(splits, args.model, recipe, seed=seed, device=args.device, eval_fn=scored,
+                           evaluate_test=False, desc=f"{args.model} {splits.name} seed {seed}")
+        for k, rule in rules.items():
+            picked[k].append(rule(res.history))
+    env = env_info(args.device)
+    print(f"mednb bench selection | {time.strftime('%Y-%m-%d %H:%M:%S %Z')} | commit {env['commit']} | "
+          f"{env['device_name']} | torch {env['versions']['torch']}")
+    print(f"{args.model} on {splits.name} {splits.size}px | {args.epochs} epochs | seeds {args.seeds} | "
+          f"val n={len(splits.val)}, test n={len(splits.test)}")
+    for k, rows in picked.items():
+        single = sum(r["test_classes"] == 1 for r in rows)
+        print(f"  {k:<26} test AUC {M.fmt([r['test_auc'] for r in rows])}  ACC {M.fmt([r['test_acc'] for r in rows])}"
+              f"  epochs {[r['epoch'] for r in rows]}  single-class on test: {single}/{len(rows)}")
+    return picked
+
+
+def _best(history, key):
+    return max(history, key=lambda r: r[key])  # the first epoch with the highest value, as fit keeps it
+
+
 def run(args) -> int:
-    if getattr(args, "bench_cmd", None) == "throughput":
-        throughput(args)
+    cmd = getattr(args, "bench_cmd", None)
+    if cmd in ("throughput", "selection"):
+        (throughput if cmd == "throughput" else selection)(args)
         return 0
-    raise ValueError(f"unknown benchmark {getattr(args, 'bench_cmd', None)!r}; valid: throughput")
+    raise ValueError(f"unknown benchmark {cmd!r}; valid: throughput, selection")
 
 
 def main(argv=None) -> int:
