@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mednb import active, data, models
+from mednb import active, data, engine, models
 
-FAST = dict(epochs=1, batch_size=16, lr=2e-3, dropout=0.3, mc_samples=3, aift_copies=3)
+RECIPE = engine.Recipe(epochs=1, batch_size=16, lr=2e-3)
+FAST = dict(model=active.ModelSpec("cnn", dropout=0.3), scoring=active.Scoring(mc_samples=3, aift_copies=3))
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +108,14 @@ def test_unknown_strategy_lists_the_valid_ones(tiny):
     with pytest.raises(ValueError, match="coreset"):
         active.ActiveLearner(tiny, "Oracle")
     with pytest.raises(ValueError, match="dropout"):
-        active.ActiveLearner(tiny, "bald", dropout=0.0)
+        active.ActiveLearner(tiny, "bald", model=active.ModelSpec("cnn", dropout=0.0))
 
 
 # ----------------------------------------------------------------------------- loop
 @pytest.mark.parametrize("strategy", ["random", "least_confidence", "margin", "entropy", "bald", "coreset", "aift"])
 def test_loop_never_requeries_and_respects_the_budget(tiny, strategy):
     pool = np.arange(0, 60, 2)  # every other train sample
-    learner = active.run(tiny, strategy, [6, 10, 14], seed=1, pool=pool, device="cpu", **FAST)
+    learner = active.run(tiny, strategy, [6, 10, 14], RECIPE, seed=1, pool=pool, device="cpu", **FAST)
     lab = learner.labelled
     assert len(lab) == len(set(lab)) == 14
     assert set(lab) <= set(pool.tolist())
@@ -132,14 +133,14 @@ def test_loop_never_requeries_and_respects_the_budget(tiny, strategy):
 
 def test_budget_larger_than_pool_and_bad_schedules_fail(tiny):
     with pytest.raises(ValueError, match="exceeds the pool"):
-        active.run(tiny, "random", [5, 50], pool=20, device="cpu", **FAST)
+        active.run(tiny, "random", [5, 50], RECIPE, pool=20, device="cpu", **FAST)
     with pytest.raises(ValueError, match="increasing"):
-        active.run(tiny, "random", [10, 10], device="cpu", **FAST)
+        active.run(tiny, "random", [10, 10], RECIPE, device="cpu", **FAST)
     assert active.schedule(20, 10, 3) == [20, 30, 40, 50]
 
 
 def test_history_is_reproducible_from_the_seed(tiny):
-    kw = dict(pool=40, device="cpu", warm_start=True, **FAST)
+    kw = dict(recipe=RECIPE, pool=40, device="cpu", warm_start=True, **FAST)
     a = active.run(tiny, "entropy", [6, 10], seed=4, **kw).history
     b = active.run(tiny, "entropy", [6, 10], seed=4, **kw).history
     c = active.run(tiny, "entropy", [6, 10], seed=5, **kw).history
@@ -150,10 +151,81 @@ def test_history_is_reproducible_from_the_seed(tiny):
 
 
 def test_stratified_seed_set_covers_every_class(tiny):
-    learner = active.ActiveLearner(tiny, "random", seed=0, device="cpu", **FAST)
+    learner = active.ActiveLearner(tiny, "random", RECIPE, seed=0, device="cpu", **FAST)
     idx = learner.seed_set(8, stratified=True)
     assert len(set(idx.tolist())) == 8
     assert set(tiny.train.y[idx, 0].tolist()) == {0, 1, 2, 3}
+
+
+def test_pool_indices():
+    assert list(active.pool_indices(None, 5, 0)) == [0, 1, 2, 3, 4]
+    a = active.pool_indices(20, 60, 3)
+    assert len(a) == 20 and list(a) == sorted(set(a.tolist())) and list(a) == list(active.pool_indices(20, 60, 3))
+    assert list(a) != list(active.pool_indices(20, 60, 4))
+    assert len(active.pool_indices(0, 60, 3)) == 60 and len(active.pool_indices(60, 60, 3)) == 60
+    assert list(active.pool_indices([5, 2, 5, 9], 60, 0)) == [2, 5, 9]
+
+
+def test_learner_settings_fail_early(tiny):
+    with pytest.raises(ValueError, match="dropout must be in"):
+        active.ModelSpec("cnn", dropout=1.0)
+    with pytest.raises(ValueError, match="aift_alpha"):
+        active.Scoring(aift_alpha=0.0)
+    with pytest.raises(ValueError, match="mc_samples"):
+        active.Scoring(mc_samples=0)
+    with pytest.raises(TypeError, match="engine.Recipe"):
+        active.ActiveLearner(tiny, "entropy", {"epochs": 1})
+    with pytest.raises(ValueError, match="put epochs, lr in the recipe"):
+        active.ActiveLearner(tiny, "entropy", fit_kw={"lr": 1e-2, "epochs": 3})
+    default = active.ActiveLearner(tiny)
+    assert default.recipe == active.RECIPE == engine.Recipe(epochs=10, lr=1e-3, batch_size=32)
+    assert default.spec == active.ModelSpec("cnn", dropout=0.3) and default.scoring == active.Scoring()
+
+
+def test_round_recipe_raises_epochs_to_reach_min_steps(tiny):
+    learner = active.ActiveLearner(tiny, "random", RECIPE, min_steps=10, pool=40, device="cpu", **FAST)
+    learner.seed_set(40)
+    assert learner.round_recipe() == RECIPE.replace(epochs=4)       # ceil(40 / 16) = 3 steps an epoch
+    paper_batch = active.ActiveLearner(tiny, "random", engine.Recipe(epochs=1), min_steps=10, pool=40, device="cpu")
+    paper_batch.seed_set(40)
+    assert paper_batch.round_recipe() == engine.Recipe(epochs=10)   # batch None → 128: one step an epoch
+
+
+def test_compare_forwards_the_recipe_to_every_fit(tiny, monkeypatch):
+    calls = []
+    real_fit = engine.fit
+
+    def spy(model, splits, recipe=None, **kw):
+        calls.append((recipe, kw))
+        return real_fit(model, splits, recipe, **kw)
+
+    monkeypatch.setattr(engine, "fit", spy)
+    frame, runs = active.compare(tiny, ["random", "margin"], [6, 10], seeds=(0, 1), recipe=RECIPE, progress=False,
+                                 pool=40, device="cpu", min_steps=2, fit_kw={"class_weight": "balanced"}, **FAST)
+    assert len(calls) == 8 and len(frame) == 8
+    assert all(r == RECIPE.replace(epochs=2) for r, _ in calls)      # 6 or 10 labels: one step an epoch
+    assert all(kw["class_weight"] == "balanced" and kw["progress"] is False for _, kw in calls)
+    seeds = sorted({kw["seed"] for _, kw in calls})
+    assert seeds == [0, 1, 1000, 1001]                               # seed * 1000 + round
+    for (s, sd), learner in runs.items():
+        assert [h["epochs"] for h in learner.history] == [2, 2]
+    for sd in (0, 1):                                                # paired: one cold-start set per seed
+        assert runs[("random", sd)].history[0]["queried"] == runs[("margin", sd)].history[0]["queried"]
+
+
+def test_scores_table_matches_the_score_functions(tiny):
+    learner = active.ActiveLearner(tiny, "entropy", RECIPE, seed=0, pool=40, device="cpu", **FAST)
+    learner.seed_set(8)
+    learner.fit()
+    idx = learner.unlabelled[:5]
+    table = learner.scores_table(idx)
+    assert list(table["index"]) == list(idx) and len(table) == 5
+    p = learner.probs(idx)
+    np.testing.assert_allclose(table["margin"], active.margin(p))
+    np.testing.assert_allclose(table["entropy"], active.entropy(p))
+    assert {"bald", "coreset", "aift", "truth"} <= set(table.columns)
+    assert (table["bald"] >= 0).all() and (table["coreset"] > 0).all()
+    assert list(table["truth"]) == [tiny.labels[int(t)] for t in tiny.train.y[idx, 0]]
 
 
 def test_load_encoder_copies_features_not_head():
@@ -180,12 +252,13 @@ def test_indomain_source_loads_notebook03_weights_from_another_domain_only(tiny,
     from mednb import transfer
     with pytest.raises(transfer.SourceUnavailable, match="run notebook 03"):
         active.pretrained(tiny, "indomain")
-    kw = dict(counts=(24, 8, 8), epochs=1, batch_size=8, device="cpu", progress=False)
-    same = transfer.indomain_checkpoint("cnn", "phantom2d:0", **kw)  # the target's own domain: would leak labels
+    kw = dict(counts=(24, 8, 8), device="cpu", progress=False)
+    one = engine.Recipe(epochs=1, batch_size=8)
+    same = transfer.indomain_checkpoint("cnn", "phantom2d:0", one, **kw)  # the target's own domain: would leak labels
     with pytest.raises(transfer.SourceUnavailable, match="other than 'phantom2d:0'"):
         active.pretrained(tiny, "indomain")
-    other = transfer.indomain_checkpoint("cnn", "phantom2d:2", seed=1, **kw)
-    transfer.indomain_checkpoint("cnn", "phantom2d:1", model_kw={"width": 8}, **kw)  # newest, but does not fit
+    other = transfer.indomain_checkpoint("cnn", "phantom2d:2", one, seed=1, **kw)
+    transfer.indomain_checkpoint("cnn", "phantom2d:1", one, model_kw={"width": 8}, **kw)  # newest, but does not fit
     assert same.parent == other.parent == data_root / "checkpoints" / "transfer"
     state, desc = active.pretrained(tiny, "indomain")
     assert "phantom2d:2" in desc and other.name in desc
@@ -242,7 +315,7 @@ def test_queried_classes_histogram(tiny):
 
 # ----------------------------------------------------------------------------- human in the loop
 def test_labeling_panel_callbacks_update_state(tiny):
-    learner = active.ActiveLearner(tiny, "margin", seed=2, pool=40, device="cpu", **FAST)
+    learner = active.ActiveLearner(tiny, "margin", RECIPE, seed=2, pool=40, device="cpu", **FAST)
     learner.seed_set(6)
     learner.fit()
     panel = active.LabelingPanel(learner, k=4)

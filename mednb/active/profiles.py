@@ -1,0 +1,31 @@
+"""Notebook 06's run profiles (``smoke`` / ``student`` / ``full``) and the AIFT paper's headline claim."""
+
+PROFILES = {
+    "smoke": dict(DATASET="phantom2d", VOLUME_DATASET="phantom3d", SIZE=28, MODEL="cnn",
+                  STRATEGIES=["random", "entropy", "bald", "coreset", "aift"], VOLUME_STRATEGIES=["random", "entropy"],
+                  PHANTOM_COUNTS=[240, 100, 200], VOLUME_PHANTOM_COUNTS=[120, 40, 80],
+                  POOL=0, INITIAL=16, QUERY=16, ROUNDS=1, VOLUME_ROUNDS=1,
+                  EPOCHS=4, MIN_STEPS=8, VOLUME_EPOCHS=3, BATCH_SIZE=32, LR=2e-3, DROPOUT=0.3, MC_SAMPLES=6,
+                  AIFT_COPIES=4, PRETRAIN="auto", PRETRAIN_EPOCHS=1, SEEDS=[0], VOLUME_SEEDS=[0], DEVICE="auto"),
+    "student": dict(DATASET="breastmnist", VOLUME_DATASET="adrenalmnist3d", SIZE=28, MODEL="cnn",
+                    STRATEGIES=["random", "least_confidence", "margin", "entropy", "bald", "coreset", "aift"],
+                    VOLUME_STRATEGIES=["random", "entropy", "coreset"],
+                    PHANTOM_COUNTS=[1200, 300, 600], VOLUME_PHANTOM_COUNTS=[400, 100, 200], POOL=0, INITIAL=20, QUERY=20, ROUNDS=7, VOLUME_ROUNDS=3,
+                    EPOCHS=15, MIN_STEPS=40, VOLUME_EPOCHS=10, BATCH_SIZE=32, LR=1e-3, DROPOUT=0.3,
+                    MC_SAMPLES=10, AIFT_COPIES=8, PRETRAIN="auto", PRETRAIN_EPOCHS=10, SEEDS=[0, 1, 2],
+                    VOLUME_SEEDS=[0, 1], DEVICE="auto"),
+    "full": dict(DATASET="bloodmnist", VOLUME_DATASET="adrenalmnist3d", SIZE=28, MODEL="resnet18",
+                 STRATEGIES=["random", "least_confidence", "margin", "entropy", "bald", "coreset", "aift"],
+                 VOLUME_STRATEGIES=["random", "least_confidence", "margin", "entropy", "bald", "coreset", "aift"],
+                 PHANTOM_COUNTS=[1200, 300, 600], VOLUME_PHANTOM_COUNTS=[400, 100, 200], POOL=0, INITIAL=100, QUERY=100, ROUNDS=10, VOLUME_ROUNDS=8,
+                 EPOCHS=30, MIN_STEPS=300, VOLUME_EPOCHS=30, BATCH_SIZE=64, LR=1e-3, DROPOUT=0.3,
+                 MC_SAMPLES=20, AIFT_COPIES=8, PRETRAIN="auto", PRETRAIN_EPOCHS=50, SEEDS=[0, 1, 2, 3, 4],
+                 VOLUME_SEEDS=[0, 1, 2], DEVICE="auto"),
+}
+
+
+# Zhou, Shin, Zhang, Gurudu, Gotway, Liang. "Fine-tuning convolutional neural networks for biomedical
+# image analysis: actively and incrementally". CVPR 2017, pp. 7340-7349 (abstract: "cut the annotation
+# cost by at least half" compared with random selection / full training). Shown beside ours, never in place.
+AIFT_PAPER = {"labels_saved_vs_random": 0.5, "claim": "annotation cost cut by at least half vs random selection",
+              "citation": "Zhou et al., CVPR 2017 (AIFT)"}
