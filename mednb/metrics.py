@@ -3,6 +3,11 @@
 AUC: binary → ROC-AUC of the last column; multi-class/ordinal → mean one-vs-rest AUC;
 multi-label → mean per-label AUC. ACC: argmax, or score > 0.5 (binary, per label).
 Both come from ``medmnist.evaluator.getAUC/getACC`` (scikit-learn underneath).
+
+Beside macro-AUC/ACC, from the same predictions: per-class recall and F1, balanced accuracy, and the
+expected calibration error with its reliability-diagram bins (Guo et al., "On calibration of modern
+neural networks", ICML 2017) — macro-AUC can hide a class the model never predicts, and a model can
+rank well while its probabilities are over-confident.
 """
 from __future__ import annotations
 
@@ -46,10 +51,108 @@ def balanced_accuracy(y_true, y_score, task: str) -> float:
     return float(balanced_accuracy_score(y_true, pred))
 
 
-def classification(y_true, y_score, task: str) -> dict[str, float]:
-    """``{"auc", "acc", "balanced_acc"}`` for one set of predictions."""
+def predictions(y_true, y_score, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(truth, pred)`` as the medmnist ACC sees them: binary → last column > 0.5; multi-class and
+    ordinal → argmax (both ``(N,)``); multi-label → each label > 0.5 (both ``(N, K)``)."""
+    _check_task(task)
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score, dtype=float)
+    if task.startswith("multi-label"):
+        return y_true.astype(int), (y_score > 0.5).astype(int)
+    truth = y_true.reshape(len(y_true), -1)[:, 0].astype(int)
+    pred = (y_score[:, -1] > 0.5).astype(int) if task == "binary-class" else y_score.argmax(1)
+    return truth, pred
+
+
+def _counts(y_true, y_score, task: str):
+    """Per class (per label for multi-label): true positives, false positives, false negatives."""
+    truth, pred = predictions(y_true, y_score, task)
+    if task.startswith("multi-label"):
+        t, p = truth.astype(bool), pred.astype(bool)
+    else:
+        k = np.asarray(y_score).shape[1]
+        t, p = np.eye(k, dtype=bool)[truth], np.eye(k, dtype=bool)[pred]
+    return (t & p).sum(0), (~t & p).sum(0), (t & ~p).sum(0)
+
+
+def per_class_recall(y_true, y_score, task: str) -> list[float]:
+    """Recall TP / (TP + FN) of each class (multi-label: of each label, threshold 0.5); NaN for a
+    class with no true sample (undefined, never 0)."""
+    tp, _, fn = _counts(y_true, y_score, task)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return [float(v) for v in np.where(tp + fn > 0, tp / (tp + fn), math.nan)]
+
+
+def per_class_f1(y_true, y_score, task: str) -> list[float]:
+    """F1 = 2TP / (2TP + FP + FN) of each class (multi-label: each label); NaN when the class is
+    neither present nor predicted."""
+    tp, fp, fn = _counts(y_true, y_score, task)
+    den = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return [float(v) for v in np.where(den > 0, 2 * tp / den, math.nan)]
+
+
+def _confidence(y_true, y_score, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(confidence, correct)`` per prediction, top-label: the probability of the predicted class.
+
+    Binary: max(p, 1 − p) of the last column; multi-class/ordinal: the max softmax score;
+    multi-label: every (sample, label) pair is its own binary prediction, pooled.
+    """
+    truth, pred = predictions(y_true, y_score, task)
+    s = np.asarray(y_score, dtype=float)
+    if task == "binary-class":
+        conf = np.maximum(s[:, -1], 1 - s[:, -1])
+    elif task.startswith("multi-label"):
+        conf = np.maximum(s, 1 - s).ravel()
+        truth, pred = truth.ravel(), pred.ravel()
+    else:
+        conf = s.max(1)
+    return conf, (pred == truth).astype(float)
+
+
+def reliability(y_true, y_score, task: str, n_bins: int = 10) -> dict[str, list]:
+    """Reliability-diagram bins: ``n_bins`` equal-width confidence bins over [0, 1], bin m holding
+    confidences in ((m−1)/M, m/M] (0 goes to the first). Returns ``{"edges", "count",
+    "confidence_sum", "correct_sum"}`` — sums, so bins of several runs pool by adding them;
+    mean confidence and accuracy of a bin are the sums divided by its count."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    conf, correct = _confidence(y_true, y_score, task)
+    idx = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    return {"edges": [float(e) for e in np.linspace(0, 1, n_bins + 1)],
+            "count": [int(c) for c in np.bincount(idx, minlength=n_bins)],
+            "confidence_sum": [float(c) for c in np.bincount(idx, weights=conf, minlength=n_bins)],
+            "correct_sum": [float(c) for c in np.bincount(idx, weights=correct, minlength=n_bins)]}
+
+
+def ece_from_bins(bins: dict) -> float:
+    """ECE = Σ_m (n_m / N) · |acc_m − conf_m| from :func:`reliability` bins (NaN when empty)."""
+    n = np.asarray(bins["count"], float)
+    if n.sum() == 0:
+        return math.nan
+    gap = np.abs(np.asarray(bins["correct_sum"], float) - np.asarray(bins["confidence_sum"], float))
+    return float(gap.sum() / n.sum())  # n_m/N · |Σcorrect/n_m − Σconf/n_m| = |Σcorrect − Σconf| / N
+
+
+def ece(y_true, y_score, task: str, n_bins: int = 10) -> float:
+    """Expected calibration error with ``n_bins`` equal-width bins, top-label confidence (binary and
+    multi-class/ordinal: the predicted class's probability; multi-label: each label pooled)."""
+    return ece_from_bins(reliability(y_true, y_score, task, n_bins))
+
+
+def classification(y_true, y_score, task: str) -> dict:
+    """``{"auc", "acc", "balanced_acc", "ece"}`` (floats) plus ``"per_class_recall"``,
+    ``"per_class_f1"`` (lists, one per class or label) and ``"reliability"`` (:func:`reliability`
+    bins, 10 equal-width) for one set of predictions."""
+    bins = reliability(y_true, y_score, task)
     return {"auc": auc(y_true, y_score, task), "acc": acc(y_true, y_score, task),
-            "balanced_acc": balanced_accuracy(y_true, y_score, task)}
+            "balanced_acc": balanced_accuracy(y_true, y_score, task), "ece": ece_from_bins(bins),
+            "per_class_recall": per_class_recall(y_true, y_score, task),
+            "per_class_f1": per_class_f1(y_true, y_score, task), "reliability": bins}
+
+
+def scalars(result: dict) -> dict[str, float]:
+    """The number-valued entries of a metrics dict (drops the per-class lists and reliability bins)."""
+    return {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def mean_sd(values) -> tuple[float, float, int]:

@@ -36,7 +36,9 @@ def test_parity_with_medmnist_evaluator(task, tmp_path):
     assert M.auc(y, score, task) == pytest.approx(ref_auc, abs=1e-12)
     assert M.acc(y, score, task) == pytest.approx(ref_acc, abs=1e-12)
     out = M.classification(y, score, task)
-    assert set(out) == {"auc", "acc", "balanced_acc"}
+    assert set(out) == {"auc", "acc", "balanced_acc", "ece", "per_class_recall", "per_class_f1", "reliability"}
+    assert len(out["per_class_recall"]) == len(out["per_class_f1"]) == k and sum(out["reliability"]["count"]) > 0
+    assert set(M.scalars(out)) == {"auc", "acc", "balanced_acc", "ece"}
     assert 0.3 < out["auc"] < 0.7  # random scores: near chance
     if task.startswith("multi-label"):
         assert math.isnan(out["balanced_acc"])
@@ -80,3 +82,63 @@ def test_summarize_groups_records():
     assert df.loc[df.model == "cnn", "test_auc"].item() == "0.910 ± 0.014 (n=2)"
     assert df.loc[df.model == "cnn", "test_acc_mean"].item() == pytest.approx(0.7)
     assert df.loc[df.model == "resnet18", "test_acc"].item() == "–"
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_per_class_recall_f1_agree_with_sklearn(task):
+    """Per-class recall/F1 (per label for multi-label) and balanced accuracy equal scikit-learn's."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
+    _, k = TASKS[task]
+    for seed in range(3):
+        y, score = _random_case(task, k, n=150, seed=seed)
+        truth, pred = M.predictions(y, score, task)
+        labels = None if task.startswith("multi-label") else list(range(k))
+        want_r = recall_score(truth, pred, labels=labels, average=None, zero_division=np.nan)
+        want_f = f1_score(truth, pred, labels=labels, average=None, zero_division=np.nan)
+        np.testing.assert_allclose(M.per_class_recall(y, score, task), want_r, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(M.per_class_f1(y, score, task), want_f, rtol=0, atol=1e-12)
+        if not task.startswith("multi-label"):
+            assert np.mean(M.per_class_recall(y, score, task)) == pytest.approx(
+                balanced_accuracy_score(truth, pred), abs=1e-12)
+            assert M.balanced_accuracy(y, score, task) == pytest.approx(balanced_accuracy_score(truth, pred))
+
+
+def test_per_class_undefined_is_nan_not_zero():
+    y = np.array([[0], [0], [1]])
+    s = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]])  # class 2 neither present nor predicted
+    assert M.per_class_recall(y, s, "multi-class")[:2] == [0.5, 1.0]
+    assert math.isnan(M.per_class_recall(y, s, "multi-class")[2]) and math.isnan(M.per_class_f1(y, s, "multi-class")[2])
+    assert M.per_class_f1(y, s, "multi-class")[:2] == [pytest.approx(2 / 3), pytest.approx(2 / 3)]
+
+
+def test_ece_hand_worked():
+    """Five equal-width bins; ECE = Σ n_m/N |acc_m − conf_m|, worked out by hand."""
+    # multi-class, top-label: conf .9 ✓ (bin 4), .7 ✗ and .75 ✓ (bin 3), .45 ✓ (bin 2)
+    y = np.array([[0], [1], [1], [0]])
+    s = np.array([[0.9, 0.05, 0.05], [0.7, 0.2, 0.1], [0.2, 0.75, 0.05], [0.45, 0.35, 0.2]])
+    bins = M.reliability(y, s, "multi-class", n_bins=5)
+    assert bins["count"] == [0, 0, 1, 2, 1]
+    assert bins["correct_sum"] == [0, 0, 1, 1, 1]
+    assert bins["confidence_sum"] == pytest.approx([0, 0, 0.45, 1.45, 0.9])
+    # (1·|1 − .45| + 2·|.5 − .725| + 1·|1 − .9|) / 4 = (.55 + .45 + .1) / 4
+    assert M.ece(y, s, "multi-class", n_bins=5) == pytest.approx(0.275)
+    # binary: p(last) .3 → predicts 0, conf .7 ✓; .85 on a 0 → conf .85 ✗; .65 on a 1 → conf .65 ✓
+    yb, sb = np.array([[0], [0], [1]]), np.array([[0.7, 0.3], [0.15, 0.85], [0.35, 0.65]])
+    assert M.reliability(yb, sb, "binary-class", n_bins=5)["count"] == [0, 0, 0, 2, 1]
+    assert M.ece(yb, sb, "binary-class", n_bins=5) == pytest.approx((2 * abs(1 - 0.675) + 0.85) / 3)
+    # multi-label: every (sample, label) pair is a binary prediction: .9 ✓, .7 ✓ | .65 ✗, .85 ✗
+    ym, sm = np.array([[1, 0], [0, 1]]), np.array([[0.9, 0.3], [0.65, 0.15]])
+    assert M.ece(ym, sm, "multi-label, binary-class", n_bins=5) == pytest.approx((2 * 0.175 + 2 * 0.375) / 4)
+    assert M.ece(y, np.eye(3)[[0, 1, 1, 0]], "multi-class") == 0.0  # confident and right: calibrated
+    assert math.isnan(M.ece_from_bins({"count": [0, 0], "confidence_sum": [0, 0], "correct_sum": [0, 0]}))
+
+
+def test_reliability_bins_pool_by_adding():
+    y, s = _random_case("multi-class", 9, n=120, seed=1)
+    a, b = M.reliability(y[:50], s[:50], "multi-class"), M.reliability(y[50:], s[50:], "multi-class")
+    whole = M.reliability(y, s, "multi-class")
+    pooled = {k: list(np.add(a[k], b[k])) for k in ("count", "confidence_sum", "correct_sum")}
+    assert pooled["count"] == whole["count"] and sum(whole["count"]) == 120
+    assert M.ece_from_bins(pooled) == pytest.approx(M.ece(y, s, "multi-class"))
+    with pytest.raises(ValueError, match="n_bins"):
+        M.reliability(y, s, "multi-class", n_bins=0)
