@@ -282,3 +282,50 @@ def test_engine_imports_no_topic_module():
             "print([t for t in topics if 'mednb.' + t in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def _scripted(values):
+    """An eval_fn returning the scripted (val_auc, val_loss) of each epoch in turn."""
+    it = iter(values)
+
+    def fn(model, split):
+        auc, loss = next(it)
+        return {"val_auc": auc, "val_loss": loss}
+    return fn
+
+
+@pytest.mark.parametrize("values,tol,expected", [
+    ([(0.80, 0.9), (0.86, 0.7), (0.855, 0.4), (0.70, 0.2), (0.861, 0.5)], 0.01, 3),  # near-tie, lower loss
+    ([(0.80, 0.9), (0.86, 0.7), (0.855, 0.4), (0.90, 0.6), (0.70, 0.1)], 0.01, 4),   # a clearly better AUC later
+    ([(0.86, 0.7), (0.855, 0.4), (0.87, 0.8), (0.865, 0.5)], 0.01, 4),               # pruned as the best rises
+    ([(0.86, 0.7), (0.86, 0.4), (0.85, 0.3)], 0.0, 1),                               # 0: first best AUC (paper)
+])
+def test_auc_tolerance_selection_matches_the_rule_on_the_whole_history(values, tol, expected, tmp_path):
+    s = _synthetic("multi-class", 3, n=(16, 8, 8))
+    ck = tmp_path / "best.pt"
+    recipe = engine.Recipe(epochs=len(values), batch_size=8, auc_tolerance=tol)
+    res = engine.fit(engine_model(), s, recipe, eval_fn=_scripted(values), progress=False, checkpoint=ck)
+    best = max(a for a, _ in values)
+    offline = min((l, e) for e, (a, l) in enumerate(values, 1) if a >= best - tol)[1] if tol else \
+        1 + [a for a, _ in values].index(best)
+    assert res.best_epoch == offline == expected
+    assert engine.load_checkpoint(engine_model(), ck)["epoch"] == expected  # the checkpoint follows the choice
+
+
+def test_auc_tolerance_keeps_the_selected_epochs_weights():
+    s = _synthetic("multi-class", 3, n=(16, 8, 8))
+    states = []
+    values = [(0.86, 0.7), (0.855, 0.4), (0.87, 0.8), (0.80, 0.1)]
+    fn = _scripted(values)
+
+    def grab(model, split):
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        return fn(model, split)
+    res = engine.fit(engine_model(), s, engine.Recipe(epochs=4, batch_size=8, auc_tolerance=0.02), eval_fn=grab,
+                     progress=False)
+    assert res.best_epoch == 2
+    for k, v in res.model.state_dict().items():
+        assert torch.equal(v, states[1][k]), k
+    assert engine.STABLE == engine.PAPER.replace(auc_tolerance=0.01)
+    with pytest.raises(ValueError, match="auc_tolerance"):
+        engine.Recipe(auc_tolerance=-0.1)

@@ -15,5 +15,5 @@ from ..runtime import get_device, seed_everything  # noqa: F401  (part of the en
 from .evaluation import (MEAN, STD, class_weights, evaluate, is_multilabel, loss_for, normalize, predict,  # noqa: F401
                          scores_from_logits)
 from .loop import LOADERS, FitResult, StopTraining, fit, load_checkpoint, save_checkpoint, train  # noqa: F401
-from .recipe import AMP, OPTIMIZERS, PAPER, SCHEDULES, SELECT, Recipe, amp_dtype  # noqa: F401
+from .recipe import AMP, OPTIMIZERS, PAPER, SCHEDULES, SELECT, STABLE, Recipe, amp_dtype  # noqa: F401
 from .staging import ReferenceDataset, Staged, placement, split_nbytes, stage  # noqa: F401

@@ -49,14 +49,14 @@ class FitResult:
         return self.history[self.best_epoch - 1][name] if self.history else math.nan
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, extra: dict | None = None) -> Path:
-    """Atomic ``torch.save`` of ``{"state_dict", **extra}``."""
+def save_checkpoint(model: nn.Module, path: str | Path, extra: dict | None = None, state: dict | None = None) -> Path:
+    """Atomic ``torch.save`` of ``{"state_dict": state or model.state_dict(), **extra}``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
-        torch.save({"state_dict": model.state_dict(), **(extra or {})}, tmp)
+        torch.save({"state_dict": state if state is not None else model.state_dict(), **(extra or {})}, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -205,23 +205,52 @@ def _validate(loop: _Loop, splits: Splits, eval_fn, eval_batch_size) -> dict:
 
 
 class _Selection:
-    """Keeps the weights of the best epoch under ``recipe.select``; counts epochs without improvement."""
+    """Keeps the weights of the selected epoch under ``recipe.select``; counts epochs without improvement.
+
+    With ``recipe.auc_tolerance > 0`` the kept epoch is the lowest-``val_loss`` one among the epochs whose
+    ``val_auc`` is within the tolerance of the best so far. Only epochs not beaten on both AUC and loss by
+    another can ever be chosen, so just their weights are held (a short Pareto front), and the choice equals
+    the rule applied to the whole history at the end.
+    """
 
     def __init__(self, recipe: Recipe, checkpoint):
         self.recipe, self.checkpoint = recipe, checkpoint
         self.state, self.score, self.epoch, self.bad = None, -math.inf, 0, 0
+        self.front: list[tuple[float, float, int, dict]] = []  # (val_auc, val_loss, epoch, weights)
+        self.tolerant = recipe.select == "val_auc" and recipe.auc_tolerance > 0
 
     def update(self, model: nn.Module, log: dict) -> bool:
         """Record epoch ``log``; True when training should stop for lack of improvement."""
-        score = selection_score(self.recipe, log)
-        if self.state is None or score > self.score:
-            self.score, self.epoch, self.bad = score, log["epoch"], 0
-            self.state = copy.deepcopy({k: v.detach() for k, v in model.state_dict().items()})
-            if self.checkpoint is not None:
-                save_checkpoint(model, self.checkpoint, {"epoch": log["epoch"], "select": self.recipe.select})
+        before = self.epoch
+        if self.tolerant:
+            self._update_front(model, log)
         else:
-            self.bad += 1
+            score = selection_score(self.recipe, log)
+            if self.state is None or score > self.score:
+                self.score, self.epoch = score, log["epoch"]
+                self.state = _copy_state(model)
+        if self.epoch != before and self.checkpoint is not None:
+            save_checkpoint(model, self.checkpoint, {"epoch": self.epoch, "select": self.recipe.select},
+                            state=self.state)
+        self.bad = 0 if self.epoch == log["epoch"] else self.bad + 1
         return self.recipe.patience is not None and self.bad >= self.recipe.patience
+
+    def _update_front(self, model: nn.Module, log: dict) -> None:
+        auc, loss = _finite(log.get("val_auc"), -math.inf), _finite(log.get("val_loss"), math.inf)
+        if not any(a >= auc and l <= loss for a, l, _, _ in self.front):  # an earlier epoch is at least as good
+            self.front = [c for c in self.front if not (auc >= c[0] and loss < c[1])]
+            self.front.append((auc, loss, log["epoch"], _copy_state(model)))
+        best_auc = max(a for a, _, _, _ in self.front)
+        self.front = [c for c in self.front if c[0] >= best_auc - self.recipe.auc_tolerance]
+        _, _, self.epoch, self.state = min(self.front, key=lambda c: (c[1], c[2]))
+
+
+def _finite(v, default: float) -> float:
+    return default if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _copy_state(model: nn.Module) -> dict:
+    return copy.deepcopy({k: v.detach() for k, v in model.state_dict().items()})
 
 
 def _callbacks_stop(callbacks, log) -> bool:

@@ -33,6 +33,8 @@ class Recipe:
     ``onecycle``. select: the epoch kept — best ``val_auc`` / ``val_acc`` / lowest ``val_loss`` / ``last``.
     patience: stop after that many epochs without improvement (None: never). amp: ``auto`` (see
     :func:`amp_dtype`) | ``off`` | ``bf16`` | ``fp16`` (with a gradient scaler).
+    auc_tolerance (``select="val_auc"`` only): among the epochs whose validation AUC is within this of the
+    best, keep the one with the lowest validation loss (0: the first epoch with the best AUC, the paper's rule).
     """
     epochs: int = 10
     lr: float = 1e-3
@@ -46,6 +48,7 @@ class Recipe:
     select: str = "val_auc"
     patience: int | None = None
     amp: str = "auto"
+    auc_tolerance: float = 0.0
 
     def __post_init__(self):
         for field, valid in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("select", SELECT), ("amp", AMP)):
@@ -55,6 +58,8 @@ class Recipe:
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be ≥ 1 or None, got {self.batch_size}")
         object.__setattr__(self, "milestones", tuple(self.milestones))
+        if not 0 <= float(self.auc_tolerance) < 1:
+            raise ValueError(f"auc_tolerance must be in [0, 1), got {self.auc_tolerance}")
 
     def replace(self, **changes) -> "Recipe":
         """A validated copy with ``changes`` (unknown fields raise a TypeError naming the valid ones)."""
@@ -81,6 +86,10 @@ class Recipe:
 
 
 PAPER = Recipe(epochs=100)
+#: the paper's protocol with near-ties in validation AUC broken by validation loss. On a small validation set
+#: (BreastMNIST: 78 images, AdrenalMNIST3D: 98) the best-AUC epoch is often an early one whose 0.5-threshold
+#: predictions have collapsed towards one class; ``mednb bench selection`` measures the rules (BENCHMARKS.md).
+STABLE = PAPER.replace(auc_tolerance=0.01)
 
 
 def amp_dtype(mode: str, device: torch.device, capability: tuple[int, int] | None = None) -> torch.dtype | None:
