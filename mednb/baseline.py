@@ -18,22 +18,33 @@ import math
 import sys
 from pathlib import Path
 
+from . import knobs
+
 PROFILES = {
     "smoke": dict(DATASET="phantom2d", DATASET_3D="phantom3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
-                  EPOCHS=6, EPOCHS_3D=3, COMPARE_MODELS=["cnn"], COMPARE_EPOCHS=3, BATCH_SIZE=64, BATCH_SIZE_3D=32,
-                  LR=1e-3, SEEDS=[0], N_TRAIN=600, N_TRAIN_3D=120, DEVICE="auto"),
+                  EPOCHS=4, EPOCHS_3D=7, COMPARE_MODELS=["cnn"], COMPARE_EPOCHS=2, BATCH_SIZE=16, BATCH_SIZE_3D=16,
+                  LR=5e-3, SEEDS=[0], N_TRAIN=400, N_TRAIN_3D=200, DEVICE="auto", AUC_TOLERANCE=0.01),
     "student": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
                     EPOCHS=50, EPOCHS_3D=10, COMPARE_MODELS=["cnn", "resnet18"], COMPARE_EPOCHS=10, BATCH_SIZE=128,
-                    BATCH_SIZE_3D=32, LR=1e-3, SEEDS=[0], N_TRAIN=0, N_TRAIN_3D=0, DEVICE="auto"),
+                    BATCH_SIZE_3D=32, LR=1e-3, SEEDS=[0], N_TRAIN=0, N_TRAIN_3D=0, DEVICE="auto",
+                    AUC_TOLERANCE=0.01),
     "full": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="resnet18",
                  MODEL_3D="resnet18_3d", EPOCHS=100, EPOCHS_3D=100, COMPARE_MODELS=["cnn", "resnet18", "resnet50"],
                  COMPARE_EPOCHS=100, BATCH_SIZE=128, BATCH_SIZE_3D=32, LR=1e-3, SEEDS=[0, 1, 2], N_TRAIN=0,
-                 N_TRAIN_3D=0, DEVICE="auto"),
+                 N_TRAIN_3D=0, DEVICE="auto", AUC_TOLERANCE=0.0),
 }
-"""Knobs: DATASET / DATASET_3D (a 2D and a 3D set), SIZE, MODEL / MODEL_3D (registry names trained over
-SEEDS with the paper's protocol for EPOCHS / EPOCHS_3D), COMPARE_MODELS (2D models compared on DATASET
-for COMPARE_EPOCHS, first seed), BATCH_SIZE(_3D), LR, SEEDS, N_TRAIN / N_TRAIN_3D (phantom training-set
-sizes; 0 = the dataset's own split, ignored for MedMNIST), DEVICE."""
+"""Knobs: DATASET / DATASET_3D (a 2D and a 3D set; ``"none"`` skips that part, so that a run is one
+training), SIZE, MODEL / MODEL_3D (registry names trained over SEEDS with the paper's protocol for
+EPOCHS / EPOCHS_3D), COMPARE_MODELS (2D models compared on DATASET for COMPARE_EPOCHS, first seed),
+BATCH_SIZE(_3D), LR, SEEDS, N_TRAIN / N_TRAIN_3D (phantom training-set sizes; 0 = the dataset's own
+split, ignored for MedMNIST), DEVICE, AUC_TOLERANCE (model selection: among epochs within this of the best
+validation AUC keep the lowest validation loss — ``engine.STABLE``; 0 = the paper's rule, ``engine.PAPER``,
+which the full profile keeps for the comparison with the table; BENCHMARKS.md §8 measures both)."""
+
+# knobs valid only for a dataset or a registry (checked by mednb.params before anything runs)
+CHECKS = {"DATASET": knobs.dataset(2, skip=True), "DATASET_3D": knobs.dataset(3, skip=True),
+          "SIZE": knobs.size("DATASET", "DATASET_3D"), "MODEL": knobs.model(2), "MODEL_3D": knobs.model(3),
+          "COMPARE_MODELS": knobs.model(2)}
 
 # registry model -> the paper row it corresponds to (for the comparison table)
 PAPER_ROW = {"resnet18": "ResNet-18 ({size})", "resnet50": "ResNet-50 ({size})",
@@ -42,8 +53,11 @@ PAPER_ROW = {"resnet18": "ResNet-18 ({size})", "resnet50": "ResNet-50 ({size})",
 
 
 def load(name: str, size: int = 28, n_train: int = 0, seed: int = 0):
-    """:func:`mednb.data.load`; phantoms get ``(n_train, n_train/4, n_train/2)`` images when ``n_train``."""
+    """:func:`mednb.data.load`; phantoms get ``(n_train, n_train/4, n_train/2)`` images when ``n_train``;
+    ``None`` for ``"none"`` (that part of the notebook is skipped)."""
     from . import data
+    if name == "none":
+        return None
     if name in data.PHANTOMS and n_train:
         return data.load(name, size, counts=(n_train, max(n_train // 4, 8), max(n_train // 2, 8)), seed=seed)
     return data.load(name, size)
@@ -124,12 +138,16 @@ def run_seeds(splits, model: str, seeds, recipe, *, progress: bool = True, recor
     ``record=True`` also calls :func:`mednb.record` for ``test_auc`` / ``test_acc``.
     """
     from . import engine
+    from . import metrics as M
     from .recording import record as _record
     recs, results = [], []
     for seed in seeds:
         res = engine.train(splits, model, recipe, seed=int(seed), progress=progress,
                            desc=f"{model} {splits.name} seed {seed}", **fit_kw)
         rs = records_of(res, splits.name, model, seed)
+        warning = M.collapse_warning(res.test, splits.labels)
+        if warning:
+            print(f"WARNING {model} on {splits.name}, seed {seed}: {warning}")
         recs += rs
         if record:
             for r in rs[:2]:

@@ -1,4 +1,5 @@
-"""Benchmarks: training throughput of the device-resident path vs the reference DataLoader path.
+"""Benchmarks: ``throughput`` (device-resident path vs reference DataLoader path), ``selection`` (which epoch
+to keep on a small validation set) and ``overhead`` (a papermill sweep unit vs the same training in-process).
 
 ``mednb bench throughput [--device auto|cpu|cuda] [--model NAME] [--dataset NAME] [--repeats N]``
 trains the same model on the same data with ``engine.fit(loader="device")`` (uint8 split on the
@@ -17,7 +18,7 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    sub = parser.add_subparsers(dest="bench_cmd", metavar="{throughput,selection}")
+    sub = parser.add_subparsers(dest="bench_cmd", metavar="{throughput,selection,overhead}")
     sub.required = True
     t = sub.add_parser("throughput", help="training images/s: device path vs reference path",
                        description=__doc__.strip().splitlines()[0])
@@ -46,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=None, help="default: the paper's (128; 3D: 32)")
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     s.add_argument("--device", default="auto")
+    o = sub.add_parser("overhead", help="what a papermill unit costs beyond its training",
+                       description=overhead.__doc__.strip().splitlines()[0])
+    o.add_argument("--profile", default="smoke", help="notebook 01 profile of the unit (default smoke)")
+    o.add_argument("--dataset", default="phantom2d", help="the unit's 2D dataset (default phantom2d)")
+    o.add_argument("--repeats", type=int, default=3, help="rounds, each one unit and one in-process run")
     return parser
 
 
@@ -153,16 +159,63 @@ def selection(args) -> dict:
     return picked
 
 
+def overhead(args) -> dict:
+    """The cost of one sweep unit beyond its training: a papermill execution of notebook 01 with one 2D
+    training (``DATASET_3D="none"``, ``COMPARE_MODELS=[]``, one seed) vs the same data loading and
+    ``engine.train`` called in this process, alternated ``--repeats`` times after one warm-up of each."""
+    import tempfile
+    from pathlib import Path
+    from . import baseline, engine
+    from .execution import execute_quietly
+    from .runner import default_notebooks_dir
+    from .runtime import env_info
+    knobs = {**baseline.PROFILES[args.profile], "DATASET": args.dataset, "DATASET_3D": "none",
+             "COMPARE_MODELS": [], "SEEDS": [0]}
+    nb = default_notebooks_dir() / "01_baseline_medmnist.ipynb"
+    params = {"PROFILE": args.profile, "DATASET": args.dataset, "DATASET_3D": "none", "COMPARE_MODELS": [],
+              "SEEDS": [0]}
+
+    def unit() -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            st = execute_quietly(nb, Path(tmp), params, None, None)
+            if st["status"] != "ok":
+                raise RuntimeError(f"the unit failed: {st.get('error')}")
+            return time.perf_counter() - t0
+
+    def in_process() -> float:
+        t0 = time.perf_counter()
+        splits = baseline.load(args.dataset, knobs["SIZE"], knobs["N_TRAIN"])
+        engine.train(splits, knobs["MODEL"], engine.Recipe.from_knobs(knobs, engine.PAPER), seed=0, progress=False)
+        return time.perf_counter() - t0
+    unit(), in_process()  # warm-up: caches, imports
+    runs = {"unit": [], "in-process": []}
+    for _ in range(args.repeats):
+        runs["unit"].append(unit())
+        runs["in-process"].append(in_process())
+    env = env_info("auto")
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"mednb bench overhead | {time.strftime('%Y-%m-%d %H:%M:%S %Z')} | commit {env['commit']} | "
+          f"{env['device_name']} | torch {env['versions']['torch']}")
+    print(f"notebook 01 unit, profile {args.profile}, {args.dataset}, {knobs['MODEL']}, {knobs['EPOCHS']} epochs, "
+          f"n={args.repeats}")
+    for k, v in runs.items():
+        print(f"  {k:<10} median {med[k]:6.1f} s  ({', '.join(f'{x:.1f}' for x in v)})")
+    print(f"overhead per unit: {med['unit'] - med['in-process']:.1f} s")
+    return runs
+
+
 def _best(history, key):
     return max(history, key=lambda r: r[key])  # the first epoch with the highest value, as fit keeps it
 
 
 def run(args) -> int:
     cmd = getattr(args, "bench_cmd", None)
-    if cmd in ("throughput", "selection"):
-        (throughput if cmd == "throughput" else selection)(args)
+    benches = {"throughput": throughput, "selection": selection, "overhead": overhead}
+    if cmd in benches:
+        benches[cmd](args)
         return 0
-    raise ValueError(f"unknown benchmark {cmd!r}; valid: throughput, selection")
+    raise ValueError(f"unknown benchmark {cmd!r}; valid: {', '.join(benches)}")
 
 
 def main(argv=None) -> int:

@@ -5,9 +5,11 @@
     mednb run [NOTEBOOK ...] --profile {smoke,student,full} --out DIR [--resume] [-p NAME VALUE]...
     mednb data list | info NAME | fetch NAME [--size N] | verify
     mednb bench ...            (benchmarks, see ``mednb bench --help``)
+    mednb report DIR           (a sweep folder's results.csv and leaderboard.md / .html)
+    mednb sweep SPEC --out DIR [--executor local|ray|slurm] ...   (see ``mednb sweep --help``)
 
 User errors (a bad parameter, a missing or corrupt file, an unknown name) print one clear
-message, no traceback, and exit with status 2; ``run`` exits 1 when a notebook failed.
+message, no traceback, and exit with status 2; ``run`` and ``sweep`` exit 1 when a notebook or unit failed.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from .params import PROFILES, ParamError
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mednb", description="mednb: MedMNIST teaching-and-benchmarking workbook")
-    sub = ap.add_subparsers(dest="cmd", metavar="{run,data,bench}")
+    sub = ap.add_subparsers(dest="cmd", metavar="{run,data,bench,report,sweep}")
     sub.required = True
 
     r = sub.add_parser("run", help="execute notebooks with papermill and collect their results",
@@ -47,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--size", type=int, default=28, help="28 (default), 64, 128 or 224 (3D: 28, 64)")
     f.add_argument("--force", action="store_true", help="download again even when present")
     ds.add_parser("verify", help="check every MedMNIST file in the data root against its MD5")
+
+    rp = sub.add_parser("report", help="a sweep folder's leaderboard (ours vs the MedMNIST v2 table)",
+                        description="Aggregate every unit of a sweep folder into DIR/results.csv, DIR/leaderboard.md "
+                                    "and DIR/leaderboard.html.")
+    rp.add_argument("dir", metavar="DIR", help="the sweep folder (holds sweep.json and units/)")
+
+    from .sweep import command as sweep_command
+    sw = sub.add_parser("sweep", help=sweep_command.HELP, description=sweep_command.DESCRIPTION)
+    sweep_command.add_arguments(sw)
 
     sub.add_parser("bench", help="benchmarks (mednb.bench)", add_help=False, prefix_chars="\0").add_argument(
         "rest", nargs=argparse.REMAINDER)
@@ -139,6 +150,13 @@ def main(argv=None) -> int:
             return data_verify()
         if args.cmd == "bench":
             return bench(args.rest)
+        if args.cmd == "sweep":
+            from .sweep import command as sweep_command
+            return sweep_command.run(args)
+        if args.cmd == "report":
+            from .sweep.report import write_report
+            print(f"wrote {write_report(args.dir)} (+ leaderboard.html, results.csv)")
+            return 0
     except (ParamError, DataError, ValueError) as e:
         print(f"mednb: error: {e}", file=sys.stderr)
         return 2

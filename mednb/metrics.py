@@ -155,6 +155,19 @@ def scalars(result: dict) -> dict[str, float]:
     return {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def collapse_warning(test: dict, labels: dict | None = None) -> str | None:
+    """A warning when a selected model's test predictions (argmax / 0.5 threshold) fall into a single
+    class — every other class has recall 0 — else None. Uses ``per_class_recall`` of an evaluation."""
+    recall = [r for r in test.get("per_class_recall", []) if not math.isnan(r)]
+    hit = [i for i, r in enumerate(test.get("per_class_recall", [])) if not math.isnan(r) and r > 0]
+    if len(recall) < 2 or len(hit) > 1:
+        return None
+    name = (labels or {}).get(hit[0], hit[0]) if hit else "no"
+    return (f"it predicts (almost) only class {name!r} on the test set (test ACC {test.get('acc', float('nan')):.3f}): "
+            "the kept epoch has collapsed at the 0.5 threshold; its AUC may still look fine. Raise AUC_TOLERANCE "
+            "(ties broken by validation loss) or train longer")
+
+
 def mean_sd(values) -> tuple[float, float, int]:
     """Mean, sample standard deviation (ddof=1; 0 for one value) and n, ignoring NaNs."""
     v = np.asarray([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))], float)

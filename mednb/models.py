@@ -28,6 +28,8 @@ import torchvision
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 CONV_MODES = ("3d", "2.5d", "acs")
+#: ResNet stems: "auto" (CIFAR stem for inputs <= 32 px, else ImageNet), "cifar", "imagenet"
+STEMS = ("auto", "cifar", "imagenet")
 
 
 def register(name: str):
@@ -137,8 +139,8 @@ def _resnet2d(depth: int, in_channels: int, num_classes: int, size: int, stem: s
     tv = {18: torchvision.models.resnet18, 50: torchvision.models.resnet50}[depth](weights=None)
     if stem == "auto":
         stem = "cifar" if size <= 32 else "imagenet"
-    if stem not in ("cifar", "imagenet"):
-        raise ValueError(f"unknown stem {stem!r}; valid: auto, cifar, imagenet")
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
     if stem == "cifar":
         conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
         maxpool = nn.Identity()

@@ -11,6 +11,10 @@ at 28 px or with the images resized to 224 px; 3D rows: ResNet-18/50 converted t
 2.5D, 3D or ACS convolutions. Protocol: Adam 1e-3, batch 128 (3D: 32), 100 epochs, LR ×0.1 at
 epochs 50 and 75, model selected by validation AUC; ACC of multi-label ChestMNIST is per-label.
 
+Sizes: the paper has 2D rows at 28 px and "224" (the 28 px images resized to 224) and 3D rows at
+28³ only; the larger MedMNIST+ files (2D 64/128/224 px, 3D 64³) appeared later without ResNet rows
+under this protocol, so :func:`method_for` gives no paper row there rather than a borrowed one.
+
 Provenance (:data:`VERIFIED`): the cells listed there were checked against public copies of the
 tables found while writing this module (third-party transcriptions of the paper and the
 MedMNIST/experiments material); the others are transcribed from the paper and not yet
@@ -117,3 +121,34 @@ def table(dims: int | None = None):
     wide.columns = [f"{m} {k.upper()}" for k, m in wide.columns]
     order = [f"{m} {k}" for m in methods(dims) for k in ("AUC", "ACC") if f"{m} {k}" in wide.columns]
     return wide[order]
+
+
+SIZES = {2: (28, 224), 3: (28,)}  # image side (px) of the paper's rows, by dims
+_CONV = {"2.5d": "2.5D", "3d": "3D", "acs": "ACS"}
+
+
+def method_for(model: str, dims: int, size: int) -> tuple[str | None, str]:
+    """The paper row a registry model is compared with at ``dims``/``size``, and a note saying how.
+
+    ResNets map to their own row (``resnet18`` → ``ResNet-18 (28)``; 3D ``resnet50_acs`` →
+    ``ResNet-50+ACS``; a plain ``resnet18`` on volumes is the paper's 3D conversion). Any other model
+    (e.g. ``cnn``, ``cnn_acs``) is compared with the paper's ResNet-18 at the same size and conversion,
+    and the note says so. ``(None, reason)`` when the paper has no row at that size.
+    """
+    model, dims, size = str(model).lower(), int(dims), int(size)
+    if dims not in SIZES:
+        raise ValueError(f"dims must be 2 or 3, got {dims}")
+    if size not in SIZES[dims]:
+        have = " and ".join(f"{s}{'³' if dims == 3 else ' px'}" for s in SIZES[dims])
+        return None, f"MedMNIST v2 has {dims}D rows at {have} only"
+    depth = "50" if model.startswith("resnet50") else "18"
+    own = model.startswith(("resnet18", "resnet50"))
+    if dims == 2:
+        method = f"ResNet-{depth} ({size})"
+        note = "" if own else f"{model} vs the paper's ResNet-18"
+        if size == 224:
+            note = "; ".join(n for n in (note, "paper: 28 px images resized to 224") if n)
+        return method, note
+    conv = _CONV.get(model.rsplit("_", 1)[-1], "3D") if "_" in model else "3D"
+    method = f"ResNet-{depth}+{conv}"
+    return method, "" if own else f"{model} vs the paper's {method}"

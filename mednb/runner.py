@@ -8,11 +8,14 @@
 - ``results.csv``   — one row per metric: ``notebook, metric, value`` + one column per tag;
 - ``report.md``     — per notebook: status, wall time, key metrics; failures with their traceback tail;
 - ``env.json``      — versions, device, GPU, git commit, profile, resolved parameters and seeds;
-- ``status.json``   — the runner's own bookkeeping (what ``--resume`` reads).
+- ``status.json``   — the runner's own bookkeeping (what ``--resume`` reads);
+- ``kernel.log``    — the kernels' own output (start-up warnings, crashes), kept off the terminal.
 
 Overrides are validated against each notebook's ``PROFILES`` table (the assignments of its
 ``parameters`` cell for notebooks without one) before anything runs or is written. A failing notebook
-does not stop the others. Every file is written atomically (temp file + ``os.replace``).
+does not stop the others. Every file is written atomically (temp file + ``os.replace``). Ctrl-C, or
+SIGINT/SIGTERM sent to the runner alone (a job scheduler's stop), ends the batch within seconds: the kernel
+is shut down, the notebook being run is recorded as ``interrupted`` and ``--resume`` reruns only it.
 """
 from __future__ import annotations
 
@@ -22,19 +25,17 @@ import datetime as _dt
 import io
 import json
 import os
-import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from .params import (NOTEBOOK_MODULES, ParamError, check_value, knob_types, notebook_profiles,
-                     resolve_profile)
+                     resolve_profile, validate as validate_knobs)
+from .execution import KERNEL_LOG, execute, execute_quietly, interruptible  # noqa: F401  (runner's API)
 from .recording import read_notebook, read_params
 
 STATUS_FILE = "status.json"
-RESULT_FILES = ("metrics.jsonl", "results.csv", "report.md", "env.json", STATUS_FILE)
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+RESULT_FILES = ("metrics.jsonl", "results.csv", "report.md", "env.json", STATUS_FILE, KERNEL_LOG)
 _ANY = object()  # knob whose type is unknown (papermill inspection of a `None` default)
 # types of the shared knob vocabulary (used when a notebook has no PROFILES table)
 SHARED_TYPES = {"DATASET": str, "SIZE": int, "MODEL": str, "EPOCHS": int, "BATCH_SIZE": int, "LR": float,
@@ -281,61 +282,17 @@ def write_results(out: Path, status: dict, env: dict) -> None:
     atomic_write(out / "report.md", "\n".join(lines))
 
 
-# ----------------------------------------------------------------------------- execution
-def _traceback_tail(exc: BaseException, n: int = 20) -> tuple[str, str]:
-    tb = getattr(exc, "traceback", None)
-    if tb:
-        text = "\n".join(_ANSI.sub("", t) for t in tb)
-        head = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', '')}"
-    else:
-        import traceback
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        head = f"{type(exc).__name__}: {exc}"
-    lines = text.rstrip().splitlines()
-    return head.splitlines()[0][:300] if head else "", "\n".join(lines[-n:])
-
-
-def execute(path: Path, out: Path, parameters: dict, cwd: Path | None = None,
-            cell_timeout: int | None = None, kernel_name: str | None = None) -> dict:
-    """Run one notebook with papermill into ``out/<stem>.ipynb`` (atomically). Returns its status."""
-    import logging
-    import papermill
-    # our own validation already checked the knobs; papermill's regex-based re-inspection of the
-    # parameters cell only adds noise ("Unable to parse line", "Passed unknown parameter")
-    for name in ("papermill", "papermill.translators"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.stem}.", suffix=".running.ipynb")
-    os.close(fd)
-    t0 = time.perf_counter()
-    st = {"status": "ok"}
-    try:
-        papermill.execute_notebook(str(path), tmp, parameters=parameters, cwd=str(cwd or path.parent),
-                                   progress_bar=False, log_output=False, kernel_name=kernel_name,
-                                   execution_timeout=cell_timeout)
-    except KeyboardInterrupt:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    except Exception as e:  # noqa: BLE001 - a failing notebook must not stop the others
-        head, tail = _traceback_tail(e)
-        st = {"status": "failed", "error": head, "traceback": tail}
-    st["seconds"] = round(time.perf_counter() - t0, 2)
-    if Path(tmp).exists() and Path(tmp).stat().st_size > 0:
-        os.replace(tmp, out / f"{path.stem}.ipynb")
-    else:
-        Path(tmp).unlink(missing_ok=True)
-    return st
-
-
 def run(names=(), *, profile: str, out: str | Path, resume: bool = False, overrides=(),
         notebooks_dir: str | Path | None = None, cell_timeout: int | None = None,
         kernel_name: str | None = None, log=print) -> int:
     """Execute notebooks and write the results folder (see module docstring). Returns the exit status:
-    0 when every notebook ran, 1 when any failed. Raises :class:`ParamError` on bad input, before
-    anything is written."""
+    0 when every notebook ran, 1 when any failed, 130 when interrupted. Raises :class:`ParamError` on bad
+    input, before anything is written."""
     profile = resolve_profile(profile)
     paths = select(list(names), notebooks_dir or default_notebooks_dir())
     per_nb = validate(paths, overrides)
+    for stem in (s for s in per_nb if s in NOTEBOOK_MODULES):  # knobs valid only for a dataset or registry
+        validate_knobs(stem, per_nb[stem], profile)
     from .runtime import env_info
 
     out = Path(out).expanduser().resolve()
@@ -361,8 +318,16 @@ def run(names=(), *, profile: str, out: str | Path, resume: bool = False, overri
             continue
         log(f"[{i}/{len(paths)}] {stem}: running (profile {profile}"
             + (f", {per_nb[stem]}" if per_nb[stem] else "") + ") …")
-        st = execute(path, out, {"PROFILE": profile, **per_nb[stem]}, cell_timeout=cell_timeout,
-                     kernel_name=kernel_name)
+        try:
+            st = execute_quietly(path, out, {"PROFILE": profile, **per_nb[stem]}, cell_timeout, kernel_name)
+        except KeyboardInterrupt as e:
+            status["notebooks"][stem] = {"status": "interrupted", "error": str(e) or "KeyboardInterrupt",
+                                         "overrides": per_nb[stem]}
+            atomic_write(out / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+            write_results(out, status, env)
+            log(f"[{i}/{len(paths)}] {stem}: interrupted ({e or 'Ctrl-C'}); kernel stopped, nothing half-written. "
+                f"Continue with the same command and --resume")
+            return 130
         st["overrides"] = per_nb[stem]
         status["notebooks"][stem] = st
         status["notebooks"] = dict(sorted(status["notebooks"].items()))

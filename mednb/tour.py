@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import data, metrics, phantoms
+from . import data, knobs, metrics, phantoms
 
 PROFILES = {
     "smoke":   {"DATASET": "phantom2d",   "VOLUME_DATASET": "phantom3d",      "SIZE": 28, "N_SHOW": 16,
@@ -18,6 +18,10 @@ PROFILES = {
     "full":    {"DATASET": "breastmnist", "VOLUME_DATASET": "adrenalmnist3d", "SIZE": 64, "N_SHOW": 48,
                 "N_PER_SITE": 8, "SEEDS": [0]},
 }
+# knobs valid only for a dataset or a registry (checked by mednb.params before anything runs);
+# the phantom sections load phantom2d and phantom3d at SIZE whatever the datasets
+CHECKS = {"DATASET": knobs.dataset(2), "VOLUME_DATASET": knobs.dataset(3),
+          "SIZE": knobs.size("DATASET", "VOLUME_DATASET", fixed=("phantom2d", "phantom3d"))}
 
 
 def medmnist_table() -> pd.DataFrame:

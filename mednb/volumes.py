@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import models
+from . import knobs, models
 from .engine.recipe import Recipe
 from .runtime import get_device
 
@@ -34,17 +34,20 @@ PROFILES = {
     "smoke": dict(DATASETS=["phantom3d"], SIZES=[28], CONVS=["2.5d", "3d", "acs"], BACKBONE="cnn", WIDTH=8,
                   EPOCHS=3, BATCH_SIZE=32, LR=2e-3, SEEDS=[0], PHANTOM_COUNTS=[96, 32, 64],
                   LABEL_FRACTIONS=[0.25, 1.0], GENESIS_EPOCHS=1, AUGMENT="flip", FORCE_PRETRAIN=False,
-                  MEASURE_MEMORY=False, DEVICE="auto"),
+                  MEASURE_MEMORY=False, DEVICE="auto", AUC_TOLERANCE=0.01),
     "student": dict(DATASETS=["adrenalmnist3d"], SIZES=[28], CONVS=["2.5d", "3d", "acs"], BACKBONE="cnn",
                     WIDTH=16, EPOCHS=10, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1], PHANTOM_COUNTS=[400, 100, 200],
                     LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=5, AUGMENT="basic", FORCE_PRETRAIN=False,
-                    MEASURE_MEMORY=True, DEVICE="auto"),
+                    MEASURE_MEMORY=True, DEVICE="auto", AUC_TOLERANCE=0.01),
     "full": dict(DATASETS=["organmnist3d", "nodulemnist3d", "adrenalmnist3d", "fracturemnist3d", "vesselmnist3d",
                            "synapsemnist3d"], SIZES=[28, 64], CONVS=["2.5d", "3d", "acs"], BACKBONE="resnet18",
                  WIDTH=64, EPOCHS=100, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1, 2], PHANTOM_COUNTS=[400, 100, 200],
                  LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=100, AUGMENT="basic", FORCE_PRETRAIN=False,
-                 MEASURE_MEMORY=True, DEVICE="auto"),
+                 MEASURE_MEMORY=True, DEVICE="auto", AUC_TOLERANCE=0.0),
 }
+# knobs valid only for a dataset or a registry (checked by mednb.params before anything runs)
+CHECKS = {"DATASETS": knobs.dataset(3), "SIZES": knobs.size("DATASETS"), "CONVS": knobs.conv(),
+          "BACKBONE": knobs.backbone("CONVS"), "AUGMENT": knobs.policy()}
 
 
 def mip(volume, axis: str | int = "axial") -> torch.Tensor:
@@ -216,6 +219,14 @@ def load_volumes(name: str, size: int, phantom_counts=None, seed: int = 0):
     return data.load(name, size, **kw)
 
 
+def _warn_collapse(test: dict, splits, what: str) -> None:
+    """Print a warning when a kept model predicts a single class on the test set (see metrics.collapse_warning)."""
+    from .metrics import collapse_warning
+    warning = collapse_warning(test, splits.labels)
+    if warning:
+        print(f"WARNING {what}: {warning}")
+
+
 def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, backbone="cnn", width=None,
                   phantom_counts=None, measure_memory=True, device="auto", progress=True):
     """Train every (dataset, size, conv, seed) with ``recipe``; one tidy row per run.
@@ -248,6 +259,7 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
             peak = (measure_peak_memory(f"{backbone}_{c}", shape, bs, sp.n_outputs, device, **kw)["peak_bytes"]
                     if measure_memory else float("nan"))
             mem[(d, s, c)] = (est, peak)
+        _warn_collapse(res.test, sp, f"{backbone}_{c} on {d} {s}³, seed {sd}")
         rows.append(dict(dataset=d, size=s, conv=c, seed=sd, test_auc=res.test["auc"], test_acc=res.test["acc"],
                          params=models.count_parameters(res.model),
                          sec_per_epoch=res.n_train / max(res.images_per_s, 1e-9),
@@ -299,6 +311,7 @@ def genesis_vs_scratch(splits, recipe: Recipe = RECIPE, *, conv="3d", fractions=
             m.features.load_state_dict(state)
         res = engine.fit(m, splits, recipe, label_fraction=f, seed=sd, device=device, progress=False)
         test = engine.evaluate(res.model, splits.test, splits.task, device)
+        _warn_collapse(test, splits, f"{init} at {f:.0%} labels, seed {sd}")
         rows.append(dict(init=init, label_fraction=f, seed=sd, test_auc=test["auc"], test_acc=test["acc"],
                          n_labels=res.n_train))
     return pd.DataFrame(rows), pre
@@ -317,5 +330,6 @@ def augment_on_off(splits, recipe: Recipe = RECIPE, *, policy="flip", conv="3d",
                         disable=not progress):
         res = engine.train(splits, f"{backbone}_{conv}", recipe, seed=sd, model_kw=kw, device=device,
                            augment=None if aug == "none" else augment.get(aug, dims=3), progress=False)
+        _warn_collapse(res.test, splits, f"augment {aug}, seed {sd}")
         rows.append(dict(augment=aug, seed=sd, test_auc=res.test["auc"], test_acc=res.test["acc"]))
     return pd.DataFrame(rows)

@@ -142,3 +142,12 @@ def test_reliability_bins_pool_by_adding():
     assert M.ece_from_bins(pooled) == pytest.approx(M.ece(y, s, "multi-class"))
     with pytest.raises(ValueError, match="n_bins"):
         M.reliability(y, s, "multi-class", n_bins=0)
+
+
+def test_collapse_warning_only_for_single_class_predictions():
+    from mednb import metrics as M
+    y = np.array([[0], [0], [0], [1]])
+    collapsed = M.classification(y, np.array([[0.4, 0.6]] * 4), "binary-class")  # everything "1"
+    assert "only class 'malignant'" in M.collapse_warning(collapsed, {0: "benign", 1: "malignant"})
+    fine = M.classification(y, np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8]]), "binary-class")
+    assert M.collapse_warning(fine) is None

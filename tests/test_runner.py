@@ -131,9 +131,64 @@ def test_interrupted_notebook_leaves_no_partial_files(nbs, tmp_path, monkeypatch
 
     monkeypatch.setattr(papermill, "execute_notebook", interrupted)
     out = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
-        runner.run(["00_ok"], profile="smoke", out=out, notebooks_dir=nbs, log=lambda *_: None)
-    assert list(out.iterdir()) == []  # neither the executed notebook nor any result file
+    assert runner.run(["00_ok"], profile="smoke", out=out, notebooks_dir=nbs, log=lambda *_: None) == 130
+    assert not (out / "00_ok.ipynb").exists() and not list(out.glob(".*"))  # no executed or half-written file
+    status = json.loads((out / "status.json").read_text())
+    assert status["notebooks"]["00_ok"]["status"] == "interrupted"  # so --resume reruns it
+
+
+def _kernels_tagged(tag: str) -> list[int]:
+    """Pids of live processes whose environment holds ``MEDNB_TEST_TAG=tag`` (the run's kernels)."""
+    import os
+    pids = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if f"MEDNB_TEST_TAG={tag}".encode() in (d / "environ").read_bytes().split(b"\0"):
+                if (d / "stat").read_text().split(") ")[-1][0] != "Z":
+                    pids.append(int(d.name))
+        except OSError:
+            pass
+    return [p for p in pids if p != os.getpid()]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the kernel processes")
+def test_sigterm_stops_the_batch_quietly_and_resume_finishes_it(tmp_path):
+    """A scheduler's SIGTERM to the runner alone: exit within seconds, one line, no kernel left, --resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    d = tmp_path / "nbs"
+    write_notebook(d / "00_quick.ipynb", {}, ['x = 1'])
+    write_notebook(d / "01_slow.ipynb", {"SLEEP": "seconds"}, [
+        'import time\nfor _ in range(int(SLEEP or 0) * 10):\n    time.sleep(0.1)'])
+    out, tag = tmp_path / "out", f"sigterm-{os.getpid()}"
+    env = {**os.environ, "MEDNB_TEST_TAG": tag}
+    cmd = [sys.executable, "-m", "mednb.cli", "run", "--profile", "smoke", "--out", str(out),
+           "--notebooks-dir", str(d)]
+    proc = subprocess.Popen([*cmd, "-p", "SLEEP", "120"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (out / "00_quick.ipynb").exists() or not list(out.glob(".01_slow.*.running.ipynb")):
+        assert proc.poll() is None and time.time() < deadline, "the batch did not reach the slow notebook"
+        time.sleep(0.2)
+    time.sleep(3)  # the slow notebook's kernel is running its cell
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=30)
+    assert time.time() - t0 < 15 and proc.returncode == 130
+    assert "01_slow: interrupted (received SIGTERM)" in output and "Traceback" not in output
+    assert "Kernel is running over TCP" not in output  # kernel noise goes to kernel.log
+    time.sleep(1)
+    assert _kernels_tagged(tag) == []
+    assert not (out / "01_slow.ipynb").exists() and not list(out.glob(".*"))
+    stamp = (out / "00_quick.ipynb").stat().st_mtime_ns
+    done = subprocess.run([*cmd, "--resume", "-p", "SLEEP", "0"], env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out / "01_slow.ipynb").exists() and (out / "00_quick.ipynb").stat().st_mtime_ns == stamp
+    assert "00_quick: already completed" in done.stdout
 
 
 def test_atomic_write(tmp_path):

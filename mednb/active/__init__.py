@@ -41,12 +41,12 @@ from .learner import RECIPE, ActiveLearner, ModelSpec, pool_indices
 from .loop import compare, load_data, run, schedule
 from .panel import LabelingPanel
 from .probes import augmented_probs, dihedral, dropout_layers, embeddings, mc_dropout_probs, predict_probs
-from .profiles import AIFT_PAPER, PROFILES
+from .profiles import AIFT_PAPER, CHECKS, PROFILES
 from .scores import aift_scores, bald, entropy, k_center_greedy, least_confidence, margin, top_k
 from .sources import PRETRAIN_SOURCES, load_encoder, pretrained
 from .strategies import STRATEGIES, Scoring, get, names, register, scores_table
 
-__all__ = ["PROFILES", "AIFT_PAPER", "RECIPE", "STRATEGIES", "PRETRAIN_SOURCES", "ActiveLearner", "ModelSpec",
+__all__ = ["PROFILES", "CHECKS", "AIFT_PAPER", "RECIPE", "STRATEGIES", "PRETRAIN_SOURCES", "ActiveLearner", "ModelSpec",
            "Scoring", "LabelingPanel", "entropy", "least_confidence", "margin", "bald", "k_center_greedy",
            "aift_scores", "top_k", "predict_probs", "mc_dropout_probs", "embeddings", "dihedral", "augmented_probs",
            "dropout_layers", "register", "names", "get", "scores_table", "load_encoder", "pretrained", "load_data",

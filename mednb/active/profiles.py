@@ -1,4 +1,6 @@
-"""Notebook 06's run profiles (``smoke`` / ``student`` / ``full``) and the AIFT paper's headline claim."""
+"""Notebook 06's run profiles (``smoke`` / ``student`` / ``full``), the knobs valid only for a dataset or a
+registry (``CHECKS``, checked by :mod:`mednb.params` before anything runs) and the AIFT paper's headline claim."""
+from .. import knobs
 
 PROFILES = {
     "smoke": dict(DATASET="phantom2d", VOLUME_DATASET="phantom3d", SIZE=28, MODEL="cnn",
@@ -22,6 +24,10 @@ PROFILES = {
                  MC_SAMPLES=20, AIFT_COPIES=8, PRETRAIN="auto", PRETRAIN_EPOCHS=50, SEEDS=[0, 1, 2, 3, 4],
                  VOLUME_SEEDS=[0, 1, 2], DEVICE="auto"),
 }
+
+CHECKS = {"DATASET": knobs.dataset(2), "VOLUME_DATASET": knobs.dataset(3),
+          "SIZE": knobs.size("DATASET", "VOLUME_DATASET"), "MODEL": knobs.model((2, 3)),
+          "STRATEGIES": knobs.strategy(), "VOLUME_STRATEGIES": knobs.strategy(), "PRETRAIN": knobs.pretrain_source()}
 
 
 # Zhou, Shin, Zhang, Gurudu, Gotway, Liang. "Fine-tuning convolutional neural networks for biomedical

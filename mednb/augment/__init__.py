@@ -51,12 +51,12 @@ from .experiments import (IMBALANCE_STRATEGIES, compare_offline_online, describe
                           label_fraction_grid, summary, verdict)
 from .measure import mask_alignment, throughput
 from .policies import DEFAULTS, GEOMETRIC, POLICIES, TRANSFORMS, Policy, get, named, names, transform, transforms
-from .profiles import PROFILES
+from .profiles import CHECKS, PROFILES
 from .reference import torchvision_policy
 from .show import explorer, gallery
 from .trainsets import imbalanced_indices, nbytes, offline, offline_splits
 
-__all__ = ["Policy", "POLICIES", "GEOMETRIC", "DEFAULTS", "TRANSFORMS", "PROFILES", "IMBALANCE_STRATEGIES",
+__all__ = ["Policy", "POLICIES", "GEOMETRIC", "DEFAULTS", "TRANSFORMS", "PROFILES", "CHECKS", "IMBALANCE_STRATEGIES",
            "names", "get", "transforms", "transform", "named", "torchvision_policy",
            "offline", "offline_splits", "nbytes", "imbalanced_indices",
            "label_fraction_grid", "compare_offline_online", "imbalance_experiment",

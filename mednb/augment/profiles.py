@@ -1,11 +1,13 @@
 """Knob values of notebook 02 for each profile: ``smoke`` (phantoms, tiny runs), ``student`` (real
-MedMNIST data, the small CNN), ``full`` (ResNet-18 models, more epochs and seeds)."""
+MedMNIST data, the small CNN), ``full`` (ResNet-18 models, more epochs and seeds); ``CHECKS``: the knobs
+valid only for a dataset or a registry (checked by :mod:`mednb.params` before anything runs)."""
+from .. import knobs
 
 PROFILES = {
     "smoke": dict(DATASET="phantom2d", DATASET_3D="phantom3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
-                  EPOCHS=3, EPOCHS_3D=2, BATCH_SIZE=64, LR=1e-3, SEEDS=[0], SEEDS_3D=[0], OFFLINE_SEEDS=[0],
+                  EPOCHS=5, EPOCHS_3D=2, BATCH_SIZE=16, LR=3e-3, SEEDS=[0], SEEDS_3D=[0], OFFLINE_SEEDS=[0],
                   LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
-                  POLICIES_3D=["none", "basic"], STRENGTH=1.0, COUNTS=[240, 80, 200], COUNTS_3D=[32, 16, 32],
+                  POLICIES_3D=["none", "basic"], STRENGTH=1.0, COUNTS=[400, 80, 200], COUNTS_3D=[32, 16, 32],
                   OFFLINE_COPIES=2, IMBALANCE_RATIO=0.1, THROUGHPUT_N=64, DEVICE="auto"),
     "student": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
                     EPOCHS=20, EPOCHS_3D=3, BATCH_SIZE=64, LR=1e-3, SEEDS=[0, 1, 2], SEEDS_3D=[0], OFFLINE_SEEDS=[0],
@@ -18,3 +20,6 @@ PROFILES = {
                  POLICIES_3D=["none", "basic", "elastic", "strong"], STRENGTH=1.0, COUNTS=[1200, 300, 600],
                  COUNTS_3D=[400, 100, 200], OFFLINE_COPIES=4, IMBALANCE_RATIO=0.1, THROUGHPUT_N=2048, DEVICE="auto"),
 }
+CHECKS = {"DATASET": knobs.dataset(2), "DATASET_3D": knobs.dataset(3), "SIZE": knobs.size("DATASET"),
+          "MODEL": knobs.model(2), "MODEL_3D": knobs.model(3), "POLICIES": knobs.policy(),
+          "POLICIES_3D": knobs.policy()}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from .. import knobs
 from .base import CAM, Explanation, default_layer, get_layer, stage_shapes, stages
 from .gradcam import GradCAM
 from .gradcampp import GradCAMPlusPlus
@@ -65,8 +66,8 @@ def create(name: str, model: nn.Module, layer: str | None = None, *, size: int =
 
 PROFILES = {
     "smoke": dict(
-        DATASET="phantom2d", SIZE=28, MODEL="cnn", MODELS=["cnn"], EPOCHS=4, BATCH_SIZE=64, LR=2e-3,
-        PHANTOM_COUNTS=[600, 150, 240], EPOCHS_3D=3, VOLUME_COUNTS=[96, 24, 30], RANDOM_LABEL_EPOCHS=4,
+        DATASET="phantom2d", SIZE=28, MODEL="cnn", MODELS=["cnn"], EPOCHS=3, BATCH_SIZE=16, LR=5e-3,
+        PHANTOM_COUNTS=[400, 100, 240], EPOCHS_3D=7, VOLUME_COUNTS=[200, 50, 40], RANDOM_LABEL_EPOCHS=4,
         N_EVAL=120, N_SANITY=24, DELETION_STEPS=10, SEEDS=[0], DEVICE="auto"),
     "student": dict(
         DATASET="breastmnist", SIZE=28, MODEL="cnn", MODELS=["cnn"], EPOCHS=10, BATCH_SIZE=64,
@@ -78,6 +79,10 @@ PROFILES = {
         RANDOM_LABEL_EPOCHS=60, N_EVAL=1500, N_SANITY=128, DELETION_STEPS=40, SEEDS=[0, 1, 2, 3, 4],
         DEVICE="auto"),
 }
+# knobs valid only for a dataset or a registry (checked by mednb.params before anything runs);
+# the localization sections train on phantom2d and phantom3d at SIZE whatever DATASET
+CHECKS = {"DATASET": knobs.dataset(2), "SIZE": knobs.size("DATASET", fixed=("phantom2d", "phantom3d")),
+          "MODEL": knobs.model(2), "MODELS": knobs.model(2)}
 
-__all__ = ["CAM", "Explanation", "GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "REGISTRY", "PROFILES",
+__all__ = ["CAM", "Explanation", "GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "REGISTRY", "PROFILES", "CHECKS",
            "register", "names", "create", "default_layer", "get_layer", "stages", "stage_shapes"]

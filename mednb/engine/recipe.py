@@ -22,7 +22,7 @@ AMP = ("auto", "off", "bf16", "fp16")
 #: notebook knob -> Recipe field (see :meth:`Recipe.from_knobs`)
 KNOBS = {"EPOCHS": "epochs", "LR": "lr", "BATCH_SIZE": "batch_size", "OPTIMIZER": "optimizer",
          "WEIGHT_DECAY": "weight_decay", "SCHEDULE": "schedule", "SELECT": "select", "PATIENCE": "patience",
-         "AMP": "amp"}
+         "AMP": "amp", "AUC_TOLERANCE": "auc_tolerance"}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ label efficiency, pruning table), :mod:`.claims` (the papers' claims and the goa
 """
 from __future__ import annotations
 
+from .. import knobs
 from ..data import Split
 from .claims import GOAL_IOU_GAIN, PAPER, claims, goal_verdict, iou_gain
 from .data import (DATASETS, EM_LICENCE, EM_NAME, EM_REPO, EM_URL, IMAGE_EXT, center_crop, em_dir, labelled_subset,
@@ -46,8 +47,12 @@ PROFILES = {
                  EPOCHS=60, EPOCHS_3D=40, BATCH_SIZE=8, LR=1e-3, AUGMENT="elastic", SEEDS=[0, 1, 2],
                  N_LABELLED=[1, 3, 0], EPOCHS_LABEL=40, PRETRAIN_EPOCHS=40, DEVICE="auto"),
 }
+# knobs valid only for a dataset or a registry (checked by mednb.params before anything runs);
+# the 3D section segments phantom3d at SIZE whatever DATA_2D
+CHECKS = {"DATA_2D": knobs.seg_dataset(2), "SIZE": knobs.size("DATA_2D", fixed=("phantom3d",)),
+          "AUGMENT": knobs.policy()}
 
-__all__ = ["PROFILES", "RECIPE", "RESTORATION", "SEG_MODELS", "CONFIGS", "DATASETS", "PAPER", "GOAL_IOU_GAIN",
+__all__ = ["PROFILES", "CHECKS", "RECIPE", "RESTORATION", "SEG_MODELS", "CONFIGS", "DATASETS", "PAPER", "GOAL_IOU_GAIN",
            "EM_NAME", "EM_URL", "EM_REPO", "EM_LICENCE", "IMAGE_EXT", "Split",
            "UNet", "UNetPlusPlus", "pruned", "widths", "create", "param_count", "wide_width",
            "DiceCELoss", "dice_iou", "predict", "evaluate", "eval_fn", "inference_ms",

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .. import knobs
 from ..engine import load_checkpoint, placement, save_checkpoint
 from ..runtime import get_device, seed_everything
 from . import genesis
@@ -56,8 +57,8 @@ FAMILIES = {name: cls.family for name, cls in METHODS.items()}
 
 PROFILES = {
     "smoke": dict(DATASET="phantom2d", SIZE=28, MODEL="cnn", PHANTOM_COUNTS=[240, 60, 120],
-                  METHODS=["rotation", "genesis"], N_UNLABELED=0, PRETRAIN_EPOCHS=2, BATCH_SIZE=64, LR=1e-3,
-                  FT_EPOCHS=2, FT_LR=1e-3, LABEL_FRACTIONS=[0.1, 1.0], SEEDS=[0],
+                  METHODS=["rotation", "genesis"], N_UNLABELED=0, PRETRAIN_EPOCHS=2, BATCH_SIZE=16, LR=1e-3,
+                  FT_EPOCHS=3, FT_LR=3e-3, LABEL_FRACTIONS=[0.1, 1.0], SEEDS=[0],
                   PROTOCOLS=["linear", "finetune"], FORCE_RETRAIN=False, EMBEDDING="pca",
                   DATASET_3D="phantom3d", MODEL_3D="cnn", PHANTOM_COUNTS_3D=[32, 16, 32], N_UNLABELED_3D=0,
                   PRETRAIN_EPOCHS_3D=1, FT_EPOCHS_3D=2, LABEL_FRACTIONS_3D=[1.0], SEEDS_3D=[0],
@@ -77,6 +78,10 @@ PROFILES = {
                  N_UNLABELED_3D=0, PRETRAIN_EPOCHS_3D=100, FT_EPOCHS_3D=50, LABEL_FRACTIONS_3D=[0.1, 1.0],
                  SEEDS_3D=[0, 1, 2, 3, 4], DEVICE="auto"),
 }
+# knobs valid only for a dataset or a registry (checked by mednb.params before anything runs)
+CHECKS = {"DATASET": knobs.dataset(2), "DATASET_3D": knobs.dataset(3), "SIZE": knobs.size("DATASET", "DATASET_3D"),
+          "MODEL": knobs.model(2), "MODEL_3D": knobs.model(3), "METHODS": knobs.ssl_method(),
+          "PROTOCOLS": knobs.ssl_protocol(), "EMBEDDING": knobs.embedding()}
 
 
 def names() -> list[str]:
@@ -126,6 +131,38 @@ def checkpoint_path(meta: dict) -> Path:
     return checkpoint_dir() / f"{meta['method']}_{meta['dataset']}_{meta['model']}_{key}.pt"
 
 
+def _from_checkpoint(obj, model: nn.Module, path: Path, meta: dict) -> "PretrainResult":
+    """A :class:`PretrainResult` reloaded from a cached pretext checkpoint (no training)."""
+    ckpt = load_checkpoint(obj, path)
+    obj.eval()
+    if ckpt.get("knn_init") is not None:
+        meta["knn_init"] = float(ckpt["knn_init"])
+    return PretrainResult(model, list(ckpt.get("history", [])), path, obj, cached=True,
+                          seconds=float(ckpt.get("seconds", 0.0)), meta=meta)
+
+
+def _pretext_epoch(obj, x_dev, device, order, bs: int, opt, sched, g_aug) -> dict:
+    """One pass of the pretext task over ``order`` in batches of ``bs`` (a last batch of < 2 is dropped):
+    ``{"loss": mean loss, **mean of the method's extra terms}``."""
+    tot, nb, extra = 0.0, 0, {}
+    for i in range(0, len(order) - 1, bs):
+        idx = order[i:i + bs]
+        if len(idx) < 2:
+            break
+        xb = x_dev[idx.to(x_dev.device)].to(device, non_blocking=True).float().div_(255.0)
+        loss, info = obj.loss(xb, idx, g_aug)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        obj.after_step()
+        tot += float(loss.detach())
+        nb += 1
+        for k, v in info.items():
+            extra[k] = extra.get(k, 0.0) + float(v)
+    return {"loss": tot / max(nb, 1), **{k: v / max(nb, 1) for k, v in extra.items()}}
+
+
 def pretrain(method: str, model: nn.Module, x_unlabeled_uint8: torch.Tensor, *, epochs: int, batch_size: int,
              lr: float, device="auto", seed: int = 0, cache: bool = True, force: bool = False,
              progress: bool = True, dataset: str | None = None, knn=None, weight_decay: float = 1e-5,
@@ -154,12 +191,7 @@ def pretrain(method: str, model: nn.Module, x_unlabeled_uint8: torch.Tensor, *, 
                 method_kw={k: method_kw[k] for k in sorted(method_kw)})
     path = checkpoint_path(meta) if cache else None
     if path is not None and path.exists() and not force:
-        ckpt = load_checkpoint(obj, path)
-        obj.eval()
-        if ckpt.get("knn_init") is not None:
-            meta["knn_init"] = float(ckpt["knn_init"])
-        return PretrainResult(model, list(ckpt.get("history", [])), path, obj, cached=True,
-                              seconds=float(ckpt.get("seconds", 0.0)), meta=meta)
+        return _from_checkpoint(obj, model, path, meta)
 
     from tqdm.auto import tqdm
     x_dev = x.to(device) if device.type != "cpu" and placement(x.numel(), device) else x
@@ -177,25 +209,8 @@ def pretrain(method: str, model: nn.Module, x_unlabeled_uint8: torch.Tensor, *, 
     for epoch in bar:
         obj.train()
         log = {"epoch": epoch, **obj.start_epoch(x_dev, device, g_order, max(bs, 64))}
-        order = torch.randperm(len(x), generator=g_order)
-        tot, nb, extra = 0.0, 0, {}
-        for i in range(0, len(x) - 1, bs):
-            idx = order[i:i + bs]
-            if len(idx) < 2:
-                break
-            xb = x_dev[idx.to(x_dev.device)].to(device, non_blocking=True).float().div_(255.0)
-            loss, info = obj.loss(xb, idx, g_aug)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            obj.after_step()
-            tot += float(loss.detach())
-            nb += 1
-            for k, v in info.items():
-                extra[k] = extra.get(k, 0.0) + float(v)
-        log["loss"] = tot / max(nb, 1)
-        log.update({k: v / max(nb, 1) for k, v in extra.items()})
+        log.update(_pretext_epoch(obj, x_dev, device, torch.randperm(len(x), generator=g_order), bs, opt, sched,
+                                  g_aug))
         if knn is not None:
             log["knn_acc"] = knn_accuracy(model, *knn, device=device)
         log["seconds"] = time.perf_counter() - t0
@@ -211,6 +226,6 @@ def pretrain(method: str, model: nn.Module, x_unlabeled_uint8: torch.Tensor, *, 
     return PretrainResult(model, history, path, obj, cached=False, seconds=seconds, meta=meta)
 
 
-__all__ = ["METHODS", "FAMILIES", "PROFILES", "PROTOCOLS", "PretrainResult", "Decoder", "Pretext", "names",
+__all__ = ["METHODS", "FAMILIES", "PROFILES", "CHECKS", "PROTOCOLS", "PretrainResult", "Decoder", "Pretext", "names",
            "create", "pretrain", "genesis", "compare", "embed", "embedding_2d", "finetune", "knn_accuracy",
            "knn_monitor", "linear_probe", "checkpoint_dir", "checkpoint_path", "fingerprint"]

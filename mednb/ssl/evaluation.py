@@ -23,6 +23,8 @@ from ..engine import Recipe, evaluate, fit, is_multilabel, normalize
 from ..runtime import get_device, seed_everything
 
 PROTOCOLS = ("linear", "finetune")
+#: 2D maps of pooled features (scikit-learn)
+EMBEDDINGS = ("pca", "tsne")
 #: fine-tuning recipe of the evaluation protocol: Adam, cosine LR, best validation AUC
 FINETUNE = Recipe(schedule="cosine")
 
@@ -152,4 +154,4 @@ def embedding_2d(model: nn.Module, x_uint8, method: str = "pca", seed: int = 0, 
     if method == "tsne":
         from sklearn.manifold import TSNE
         return TSNE(2, random_state=seed, init="pca", perplexity=min(30, max(5, len(f) // 4))).fit_transform(f)
-    raise ValueError(f"unknown embedding method {method!r}; valid: pca, tsne")
+    raise ValueError(f"unknown embedding method {method!r}; valid: {', '.join(EMBEDDINGS)}")

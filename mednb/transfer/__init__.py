@@ -57,14 +57,14 @@ from .embeddings import embed, embedding_2d, plot_embeddings, separability
 from .imagenet import (IMAGENET, WeightsNotFound, imagenet_file, imagenet_state_dict, imagenet_to_mednb,
                        imagenet_weights)
 from .networks import Resize, body_state, create2d, load_body
-from .profiles import PROFILES
+from .profiles import CHECKS, PROFILES
 from .runner import build, domain_adaptation, run
 from .sources import (SOURCES, SourceUnavailable, check_source, checkpoint_info, indomain_checkpoint, indomain_dir,
                       indomain_for, ssl_checkpoint)
 from .strategies import (RECIPE, STRATEGIES, Plan, check_strategy, epochs_for, fit, freeze, frozen, param_groups,
                          prepare, reset_parameters, stages, unfreeze)
 
-__all__ = ["PROFILES", "STRATEGIES", "SOURCES", "IMAGENET", "RECIPE", "WeightsNotFound", "SourceUnavailable",
+__all__ = ["PROFILES", "CHECKS", "STRATEGIES", "SOURCES", "IMAGENET", "RECIPE", "WeightsNotFound", "SourceUnavailable",
            "check_strategy", "check_source", "stages", "freeze", "unfreeze", "frozen", "param_groups", "prepare",
            "fit", "Plan", "epochs_for", "reset_parameters", "Resize", "create2d", "load_body", "body_state",
            "imagenet_weights", "imagenet_file", "imagenet_state_dict", "imagenet_to_mednb", "domain_spec",

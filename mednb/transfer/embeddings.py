@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..ssl.evaluation import embed
+from ..ssl.evaluation import EMBEDDINGS, embed
 
 __all__ = ["embed", "embedding_2d", "separability", "plot_embeddings"]
 
@@ -20,7 +20,7 @@ def embedding_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np
     if method == "tsne":
         from sklearn.manifold import TSNE
         return TSNE(2, random_state=seed, init="pca", perplexity=min(30.0, max(5.0, (len(f) - 1) / 4))).fit_transform(f)
-    raise ValueError(f"unknown embedding method {method!r}; valid: pca, tsne")
+    raise ValueError(f"unknown embedding method {method!r}; valid: {', '.join(EMBEDDINGS)}")
 
 
 def separability(features: np.ndarray, y) -> float:

@@ -8,6 +8,9 @@ import torch.nn as nn
 
 from .. import models
 
+#: the models transfer builds in 2D (and inflates for 3D)
+MODELS = ("cnn", "resnet18", "resnet50")
+
 
 class Resize(nn.Module):
     """Upsample (N,C,H,W) / (N,C,D,H,W) inputs to ``size`` px (bilinear / trilinear)."""
@@ -29,9 +32,9 @@ def create2d(model: str, in_channels: int, num_classes: int, size: int = 28, *, 
     """A 2D mednb classifier for ``size`` px data; ResNets get ``stem``; ``input_size`` > size
     prepends a ``resize`` stage to ``features`` (the model then works at ``input_size``)."""
     name = str(model).lower()
-    if name not in ("cnn", "resnet18", "resnet50"):
-        raise ValueError(f"transfer builds 2D models and inflates them for 3D; valid models: cnn, resnet18, "
-                         f"resnet50 (got {model!r})")
+    if name not in MODELS:
+        raise ValueError(f"transfer builds 2D models and inflates them for 3D; valid models: {', '.join(MODELS)} "
+                         f"(got {model!r})")
     work = int(input_size or size)
     kw = dict(model_kw)
     if name.startswith("resnet"):

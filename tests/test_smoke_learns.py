@@ -1,0 +1,159 @@
+"""The smoke profile learns: each notebook's classifiers, trained on their full smoke training set with the
+smoke profile's values and the notebook's own calls, end at test AUC >= ``mednb.params.SMOKE_MIN_AUC`` on the
+phantoms (chance: 0.5), and notebook 05's 2D segmenters at Dice >= ``SMOKE_MIN_DICE`` (an empty prediction
+scores 0). The runs that stay at chance by design (1 % labels, active-learning rounds, the short 3D runs of
+notebooks 02, 04, 05 and 08) are named in ``mednb.params`` and in the notebooks' text, and are not checked here.
+The 3D cases are marked ``slow`` (about 20 s each on one CPU core)."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+params = importlib.import_module("mednb.params")  # the module (mednb.params is also the notebook function)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_root(tmp_path_factory):
+    """One data/cache root for the module: phantoms are generated once and shared by the cases."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDNB_DATA", str(tmp_path_factory.mktemp("smoke_data")))
+        mp.setenv("MEDNB_CACHE_IN_DATA", "1")
+        mp.delenv("MEDNB_CACHE", raising=False)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _keep_shared_root(monkeypatch):
+    monkeypatch.setenv("MEDNB_CACHE_IN_DATA", "1")  # conftest's per-test fixture points caches at MEDNB_DATA too
+
+
+def smoke(stem: str) -> dict:
+    return params.validate(stem, {}, "smoke")
+
+
+def _aucs(records) -> dict:
+    return {f"{r['model']}": r["value"] for r in records if r["metric"] == "test_auc"}
+
+
+# ----------------------------------------------------------------------------- the notebooks' calls
+def nb01(which: str) -> dict:
+    from mednb import baseline, engine
+    P = smoke("01_baseline_medmnist")
+    if which == "3d":
+        splits = baseline.load(P["DATASET_3D"], P["SIZE"], P["N_TRAIN_3D"])
+        jobs = [(P["MODEL_3D"], engine.Recipe.from_knobs(P, engine.PAPER, suffix="_3D"))]
+    else:
+        splits = baseline.load(P["DATASET"], P["SIZE"], P["N_TRAIN"])
+        recipe = engine.Recipe.from_knobs(P, engine.PAPER)
+        jobs = [(P["MODEL"], recipe)] if which == "2d" else \
+            [(m, recipe.replace(epochs=P["COMPARE_EPOCHS"])) for m in P["COMPARE_MODELS"]]
+    out = {}
+    for model, recipe in jobs:
+        recs, _ = baseline.run_seeds(splits, model, P["SEEDS"][:1], recipe, device="cpu", progress=False)
+        out.update(_aucs(recs))
+    return out
+
+
+def nb02() -> dict:
+    from mednb import augment, data, engine
+    P = smoke("02_augmentation")
+    splits = data.load(P["DATASET"], P["SIZE"], counts=P["COUNTS"])
+    grid = augment.label_fraction_grid(splits, P["POLICIES"], [1.0], P["SEEDS"][:1], recipe=engine.Recipe.from_knobs(P),
+                                       model=P["MODEL"], strength=P["STRENGTH"], device="cpu", progress=False)
+    return {f"{P['MODEL']} {r.policy}": r.test_auc for r in grid.itertuples()}
+
+
+def nb03(which: str) -> dict:
+    from mednb import engine, transfer
+    P = smoke("03_transfer_learning")
+    recipe = engine.Recipe.from_knobs(P, transfer.RECIPE)
+    fit = dict(min_steps=P["MIN_STEPS"], body_lr_mult=P["BODY_LR_MULT"], freeze_stages=P["FREEZE_STAGES"],
+               head_epochs=P["HEAD_EPOCHS"], stem=P["STEM"], input_size=P["INPUT_SIZE"], device="cpu")
+    source = transfer.domain_spec(P["SOURCE_DATASET"], P["SOURCE_SITE"])
+    source_recipe = recipe.replace(epochs=P["SOURCE_EPOCHS"])
+    if which == "3d":
+        ckpt = transfer.indomain_checkpoint("cnn", source, source_recipe, size=P["SIZE"], counts=P["PHANTOM_COUNTS"],
+                                            stem=P["STEM"], input_size=P["INPUT_SIZE"], device="cpu", progress=False,
+                                            model_kw={"width": P["WIDTH_3D"]})
+        vol = transfer.load_domain(P["DATASET_3D"], P["SIZE"], P["PHANTOM3D_COUNTS"])
+        recipe3 = recipe.replace(epochs=P["EPOCHS_3D"], batch_size=min(P["BATCH_SIZE"], 16))
+        return {f"cnn_3d {strategy}": transfer.run(vol, "cnn", src, strategy, recipe3, checkpoint=ckpt,
+                                                   model_kw={"width": P["WIDTH_3D"]},
+                                                   label_fraction=P["LABEL_FRACTION_3D"], **{**fit, "min_steps": 0}
+                                                   ).test["auc"]
+                for strategy, src in (("scratch", "none"), ("finetune", "indomain"))}
+    ckpt = transfer.indomain_checkpoint(P["MODEL"], source, source_recipe, size=P["SIZE"], counts=P["PHANTOM_COUNTS"],
+                                        stem=P["STEM"], input_size=P["INPUT_SIZE"], device="cpu", progress=False)
+    out = {f"{P['MODEL']} source {source}": transfer.checkpoint_info(ckpt)["test_auc"]}
+    target = transfer.load_domain(transfer.domain_spec(P["DATASET"], P["SITE"]), P["SIZE"], P["PHANTOM_COUNTS"])
+    for strategy in P["STRATEGIES"]:
+        src = "none" if strategy == "scratch" else "indomain"
+        res = transfer.run(target, P["MODEL"], src, strategy, recipe, label_fraction=1.0, seed=P["SEEDS"][0],
+                           checkpoint=None if src == "none" else ckpt, **fit)
+        out[f"{P['MODEL']} {strategy}"] = res.test["auc"]
+    return out
+
+
+def nb04() -> dict:
+    from mednb import data, models, ssl
+    P = smoke("04_self_supervised")
+    splits = data.load(P["DATASET"], P["SIZE"], counts=P["PHANTOM_COUNTS"])
+    x = splits.train.x if P["N_UNLABELED"] == 0 else splits.train.x[:P["N_UNLABELED"]]
+    pretrained = {}
+    for m in P["METHODS"]:
+        model = models.create(P["MODEL"], splits.n_channels, splits.n_outputs, size=P["SIZE"])
+        pretrained[m] = ssl.pretrain(m, model, x, epochs=P["PRETRAIN_EPOCHS"], batch_size=P["BATCH_SIZE"], lr=P["LR"],
+                                     device="cpu", seed=P["SEEDS"][0], progress=False, dataset=P["DATASET"]).model
+    recs = ssl.compare(pretrained, splits, model_name=P["MODEL"], fractions=[1.0], seeds=P["SEEDS"][:1],
+                       protocols=P["PROTOCOLS"], progress=False, device="cpu",
+                       recipe=ssl.FINETUNE.replace(epochs=P["FT_EPOCHS"], lr=P["FT_LR"], batch_size=P["BATCH_SIZE"]))
+    return {f"{r['method']} {r['protocol']}": r["test_auc"] for r in recs}
+
+
+def nb05() -> dict:
+    from mednb import engine, seg
+    P = smoke("05_unetpp_segmentation")
+    d2 = seg.load(P["DATA_2D"], P["SIZE"], counts=P["COUNTS_2D"], seed=P["SEEDS"][0])
+    runs, _ = seg.compare(d2, P["SEEDS"][:1], engine.Recipe.from_knobs(P, seg.RECIPE), width=P["WIDTH"],
+                          depth=P["DEPTH"], device="cpu", progress=False, crop=P["CROP"],
+                          samples_per_epoch=P["SAMPLES_PER_EPOCH"], augment=P["AUGMENT"], val_crop=0)
+    return {r.label: r.dice for r in runs.itertuples()}
+
+
+def nb07(which: str) -> dict:
+    from mednb import data
+    from mednb.cam import evaluate as ev
+    P = smoke("07_gradcam")
+    recipe = ev.RECIPE.replace(epochs=P["EPOCHS"], batch_size=P["BATCH_SIZE"], lr=P["LR"])
+    if which == "3d":
+        vols = data.load("phantom3d", P["SIZE"], counts=P["VOLUME_COUNTS"])
+        _, info = ev.trained(vols, "cnn", recipe.replace(epochs=P["EPOCHS_3D"], batch_size=16), seed=P["SEEDS"][0],
+                             device="cpu", cache=False, progress=False)
+        return {"cnn 3d": info["test"]["auc"]}
+    phantoms = data.load("phantom2d", P["SIZE"], counts=P["PHANTOM_COUNTS"])
+    return {m: ev.trained(phantoms, m, recipe, seed=P["SEEDS"][0], device="cpu", cache=False, progress=False)[1]
+            ["test"]["auc"] for m in dict.fromkeys(P["MODELS"] + [P["MODEL"]])}
+
+
+slow = pytest.mark.slow
+CASES = [
+    pytest.param(lambda: nb01("2d"), params.SMOKE_MIN_AUC, id="01_baseline_medmnist-MODEL"),
+    pytest.param(lambda: nb01("compare"), params.SMOKE_MIN_AUC, id="01_baseline_medmnist-COMPARE_MODELS"),
+    pytest.param(lambda: nb01("3d"), params.SMOKE_MIN_AUC, id="01_baseline_medmnist-MODEL_3D", marks=slow),
+    pytest.param(nb02, params.SMOKE_MIN_AUC, id="02_augmentation-MODEL-POLICIES", marks=slow),
+    pytest.param(lambda: nb03("2d"), params.SMOKE_MIN_AUC, id="03_transfer_learning-MODEL-STRATEGIES", marks=slow),
+    pytest.param(lambda: nb03("3d"), params.SMOKE_MIN_AUC, id="03_transfer_learning-inflated_3d", marks=slow),
+    pytest.param(nb04, params.SMOKE_MIN_AUC, id="04_self_supervised-MODEL-METHODS", marks=slow),
+    pytest.param(nb05, params.SMOKE_MIN_DICE, id="05_unetpp_segmentation-2d", marks=slow),
+    pytest.param(lambda: nb07("2d"), params.SMOKE_MIN_AUC, id="07_gradcam-MODELS"),
+    pytest.param(lambda: nb07("3d"), params.SMOKE_MIN_AUC, id="07_gradcam-cnn_3d", marks=slow),
+]
+
+
+@pytest.mark.parametrize("run,threshold", CASES)
+def test_smoke_classifiers_end_above_chance(run, threshold):
+    scores = run()
+    assert scores
+    low = {k: round(v, 3) for k, v in scores.items() if not v >= threshold}
+    assert not low, f"below {threshold} in the smoke profile: {low} (all: { {k: round(v, 3) for k, v in scores.items()} })"
