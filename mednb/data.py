@@ -261,16 +261,18 @@ def _to_tensor(images: np.ndarray, dims: int) -> torch.Tensor:
     return t.unsqueeze(1) if t.ndim == 4 else t.permute(0, 4, 1, 2, 3).contiguous()
 
 
-def _atomic_savez(path: Path, arrays: dict) -> None:
+def atomic_savez(path: Path, arrays: dict, compressed: bool = True) -> Path:
+    """``np.savez(_compressed)`` through a unique temp file in the same folder + ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
     os.close(fd)
     try:
-        np.savez_compressed(tmp, **arrays)
+        (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def phantom_path(name: str, size: int, counts, site: int, seed: int, n_classes: int,
@@ -293,7 +295,7 @@ def _load_phantom(key, size, root, counts, site, seed, n_classes, cache):
     else:
         arrays = phantoms.generate(dims, size, counts, site=site, seed=seed, n_classes=n_classes)
         if cache:
-            _atomic_savez(path, arrays)
+            atomic_savez(path, arrays)
     labels = {i: phantoms.CLASSES[i] for i in range(n_classes)}
     task = "binary-class" if n_classes == 2 else "multi-class"
     split = {s: Split(_to_tensor(arrays[f"{s}_images"], dims),

@@ -12,6 +12,8 @@ knob is checked element by element.
 """
 from __future__ import annotations
 
+import importlib
+
 from typing import Callable, Mapping
 
 Validator = Callable[[str, object, Mapping], None]
@@ -155,93 +157,69 @@ def backbone(conv_knob: str) -> Validator:
     return check
 
 
+def _lazy(module: str, attr: str, what: str) -> Validator:
+    """A registry check whose valid names are ``mednb.<module>.<attr>`` (a collection, or a function returning
+    one), imported on first use so that importing this module loads no topic."""
+    def names():
+        obj = getattr(importlib.import_module(f"mednb.{module}"), attr)
+        return list(obj() if callable(obj) else obj)
+    return registry(names, what)
+
+
 def transfer_model() -> Validator:
     """A model that :mod:`mednb.transfer` builds in 2D and inflates to 3D (:data:`mednb.transfer.networks.MODELS`)."""
-    def names():
-        from .transfer.networks import MODELS
-        return list(MODELS)
-    return registry(names, "transfer model")
+    return _lazy("transfer.networks", "MODELS", "transfer model")
 
 
 def stem() -> Validator:
     """A ResNet stem of :data:`mednb.models.STEMS`."""
-    def names():
-        from .models import STEMS
-        return list(STEMS)
-    return registry(names, "ResNet stem")
+    return _lazy("models", "STEMS", "ResNet stem")
 
 
 def conv() -> Validator:
     """A 2D → 3D convolution type of :data:`mednb.volumes.CONVS` (what :func:`~mednb.volumes.conv_model` builds)."""
-    def names():
-        from .volumes import CONVS
-        return list(CONVS)
-    return registry(names, "convolution type")
+    return _lazy("volumes", "CONVS", "convolution type")
 
 
 # ----------------------------------------------------------------------------- topic registries
 def policy() -> Validator:
     """An augmentation policy of :func:`mednb.augment.names`."""
-    def names():
-        from . import augment
-        return augment.names()
-    return registry(names, "augmentation policy")
+    return _lazy("augment", "names", "augmentation policy")
 
 
 def ssl_method() -> Validator:
     """A pretext method of :func:`mednb.ssl.names`."""
-    def names():
-        from . import ssl
-        return ssl.names()
-    return registry(names, "ssl method")
+    return _lazy("ssl", "names", "ssl method")
 
 
 def ssl_protocol() -> Validator:
     """An evaluation protocol of :data:`mednb.ssl.PROTOCOLS`."""
-    def names():
-        from . import ssl
-        return list(ssl.PROTOCOLS)
-    return registry(names, "evaluation protocol")
+    return _lazy("ssl", "PROTOCOLS", "evaluation protocol")
 
 
 def embedding() -> Validator:
     """A 2D feature embedding of :data:`mednb.ssl.evaluation.EMBEDDINGS`."""
-    def names():
-        from .ssl.evaluation import EMBEDDINGS
-        return list(EMBEDDINGS)
-    return registry(names, "embedding method")
+    return _lazy("ssl.evaluation", "EMBEDDINGS", "embedding method")
 
 
 def strategy() -> Validator:
     """An active-learning strategy of :func:`mednb.active.names`."""
-    def names():
-        from . import active
-        return active.names()
-    return registry(names, "active-learning strategy")
+    return _lazy("active", "names", "active-learning strategy")
 
 
 def pretrain_source() -> Validator:
     """A pre-trained encoder source of :data:`mednb.active.PRETRAIN_SOURCES`."""
-    def names():
-        from . import active
-        return list(active.PRETRAIN_SOURCES)
-    return registry(names, "pretrain source")
+    return _lazy("active", "PRETRAIN_SOURCES", "pretrain source")
 
 
 def transfer_strategy() -> Validator:
     """A fine-tuning strategy of :data:`mednb.transfer.STRATEGIES`."""
-    def names():
-        from . import transfer
-        return list(transfer.STRATEGIES)
-    return registry(names, "transfer strategy")
+    return _lazy("transfer", "STRATEGIES", "transfer strategy")
 
 
 def transfer_source() -> Validator:
     """A weight source of :data:`mednb.transfer.SOURCES`."""
-    def names():
-        from . import transfer
-        return list(transfer.SOURCES)
-    return registry(names, "weight source")
+    return _lazy("transfer", "SOURCES", "weight source")
 
 
 def seg_dataset(dims: int = 2) -> Validator:

@@ -126,22 +126,11 @@ def site_file(dataset: str, seed: int, site: int) -> str:
 
 def save_site(sp: Splits, path: Path) -> Path:
     """Atomic ``np.savez`` of one site's splits and its description (no pickles)."""
-    import os
-    import tempfile
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"{s}_{a}": getattr(sp.split(s), a).numpy() for s in data.SPLITS for a in ("x", "y")}
     info = dict(name=sp.name, size=sp.size, task=sp.task, labels=sp.labels, n_channels=sp.n_channels, dims=sp.dims,
                 licence=sp.licence, meta=sp.meta)
     arrays["info"] = np.array(json.dumps(info))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return data.atomic_savez(path, arrays, compressed=False)
 
 
 def load_site(path: str | Path) -> Splits:
