@@ -1,5 +1,6 @@
 """Benchmarks: ``throughput`` (device-resident path vs reference DataLoader path), ``selection`` (which epoch
-to keep on a small validation set) and ``overhead`` (a papermill sweep unit vs the same training in-process).
+to keep on a small validation set), ``overhead`` (a papermill sweep unit vs the same training in-process) and
+``gpu`` (a one-minute check of the AMP paths, both loaders and same-seed determinism on any GPU).
 
 ``mednb bench throughput [--device auto|cpu|cuda] [--model NAME] [--dataset NAME] [--repeats N]``
 trains the same model on the same data with ``engine.fit(loader="device")`` (uint8 split on the
@@ -18,7 +19,7 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    sub = parser.add_subparsers(dest="bench_cmd", metavar="{throughput,selection,overhead}")
+    sub = parser.add_subparsers(dest="bench_cmd", metavar="{throughput,selection,overhead,gpu}")
     sub.required = True
     t = sub.add_parser("throughput", help="training images/s: device path vs reference path",
                        description=__doc__.strip().splitlines()[0])
@@ -52,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     o.add_argument("--profile", default="smoke", help="notebook 01 profile of the unit (default smoke)")
     o.add_argument("--dataset", default="phantom2d", help="the unit's 2D dataset (default phantom2d)")
     o.add_argument("--repeats", type=int, default=3, help="rounds, each one unit and one in-process run")
+    g = sub.add_parser("gpu", help="a one-minute check of the GPU paths: AMP modes, loaders, determinism",
+                       description=gpu.__doc__.strip().splitlines()[0])
+    g.add_argument("--device", default="auto", help="auto (default), cuda, cuda:N or cpu")
+    g.add_argument("--n-train", type=int, default=2000, help="phantom2d training images (default 2000)")
     return parser
 
 
@@ -205,13 +210,56 @@ def overhead(args) -> dict:
     return runs
 
 
+def gpu(args) -> list[dict]:
+    """GPU smoke check: one epoch of the ``cnn`` on phantom2d for each mixed-precision path the device has
+    (off; bf16 where native, compute capability ≥ 8.0; fp16 with a gradient scaler), on the device-resident
+    and the reference DataLoader path, each twice with the same seed (determinism), and the 3D ``cnn`` once
+    with ``amp="auto"``. Prints one line per run and the figures for BENCHMARKS.md; exits non-zero on a NaN
+    loss. Under a minute on any GPU."""
+    import math
+    import torch
+    from . import data, engine, models
+    from .runtime import env_info, get_device, seed_everything
+    device = get_device(args.device)
+    sp2 = data.load("phantom2d", 28, counts=(args.n_train, 64, 64), cache=False)
+    sp3 = data.load("phantom3d", 28, counts=(max(args.n_train // 10, 16), 16, 16), cache=False)
+    modes = ["off", "fp16"] + (["bf16"] if device.type != "cuda" or torch.cuda.is_bf16_supported() else [])
+    env = env_info(device)
+    cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    print(f"mednb bench gpu | {time.strftime('%Y-%m-%d %H:%M:%S %Z')} | commit {env['commit']} | "
+          f"{env['device_name']} (capability {cap}) | torch {env['versions']['torch']} | CUDA {env['cuda']} | "
+          f"amp auto → {engine.amp_dtype('auto', device)}")
+    rows = []
+    for sp, amp, loader in [*((sp2, m, ld) for m in modes for ld in ("device", "reference")), (sp3, "auto", "device")]:
+        runs = []
+        for _ in range(2 if sp is sp2 else 1):
+            seed_everything(0)
+            model = models.create("cnn", sp.n_channels, sp.n_outputs, dims=sp.dims)
+            res = engine.fit(model, sp, engine.Recipe(epochs=1, amp=amp), device=device, loader=loader,
+                             seed=0, progress=False)
+            runs.append(res)
+        same = len(runs) == 1 or all(torch.equal(a, b) for a, b in zip(runs[0].model.state_dict().values(),
+                                                                      runs[1].model.state_dict().values()))
+        r = runs[0].history[0]
+        row = dict(data=f"{sp.name} {sp.dims}D", amp=amp, loader=loader, train_loss=r["train_loss"],
+                   val_auc=r["val_auc"], images_per_s=runs[0].images_per_s, deterministic=same)
+        rows.append(row)
+        print(f"  {row['data']:<14} amp {amp:<4} {loader:<9} loss {row['train_loss']:.4f}  val AUC "
+              f"{row['val_auc']:.3f}  {row['images_per_s']:8.0f} img/s  same-seed identical: {same}")
+    bad = [r for r in rows if not math.isfinite(r["train_loss"])]
+    if bad:
+        where = ", ".join(f"{r['amp']}/{r['loader']}" for r in bad)
+        raise RuntimeError(f"NaN/inf training loss on: {where}")
+    return rows
+
+
 def _best(history, key):
     return max(history, key=lambda r: r[key])  # the first epoch with the highest value, as fit keeps it
 
 
 def run(args) -> int:
     cmd = getattr(args, "bench_cmd", None)
-    benches = {"throughput": throughput, "selection": selection, "overhead": overhead}
+    benches = {"throughput": throughput, "selection": selection, "overhead": overhead, "gpu": gpu}
     if cmd in benches:
         benches[cmd](args)
         return 0
