@@ -275,3 +275,10 @@ def test_slurm_through_submitit_local_gives_the_same_results(roots, local_sweep)
     assert driver.run(roots / "seed0.toml", out, opts, log=lambda *_: None, progress=False) == 0
     _same_as_local(local_sweep["out"], out, ["01-phantom2d-cnn-s0-afdb6d96"])
     assert list((out / "slurm").rglob("*_log.out"))  # submitit's job logs
+
+
+def test_sweep_writes_nothing_to_the_data_root(roots, local_sweep):
+    """On a cluster the data root is a shared, often read-only folder: units only read it, and the phantoms
+    they generate go to the cache root (MEDNB_CACHE), whatever the executor."""
+    assert sorted(p.relative_to(roots / "data").as_posix() for p in (roots / "data").rglob("*")) == ["breastmnist.npz"]
+    assert list((roots / "cache" / "phantoms").glob("phantom2d_*.npz"))
