@@ -66,6 +66,14 @@ def roots(tmp_path_factory):
         yield base
 
 
+@pytest.fixture(autouse=True)
+def _cache_outside_the_data_root(roots, monkeypatch):
+    """Every test here caches in the sweep's own cache folder, never in its (shared, read-only) data root:
+    overrides the suite-wide default that puts caches in each test's data root."""
+    monkeypatch.setenv("MEDNB_CACHE", str(roots / "cache"))
+    monkeypatch.delenv("MEDNB_CACHE_IN_DATA", raising=False)
+
+
 # ----------------------------------------------------------------------------- specs and units
 @pytest.mark.parametrize("text,needle", [
     ('notebook = "07_missing"\nprofile = "smoke"\n[grid]\nSEEDS = [[0]]', "unknown notebook '07_missing'"),
