@@ -15,6 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 KERNEL_LOG = "kernel.log"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -96,7 +97,6 @@ def execute(path: Path, out: Path, parameters: dict, cwd: Path | None = None,
 def execute_quietly(path: Path, out: Path, parameters: dict, cell_timeout, kernel_name) -> dict:
     """:func:`execute` with the kernel's own output sent to ``out/kernel.log`` and SIGINT/SIGTERM turned
     into KeyboardInterrupt; an interrupted kernel is killed before the interrupt goes on."""
-    from .sweep.kernel import manager_class
     pid: list[int] = []
     km = manager_class({}, out / KERNEL_LOG, pid.append)
     with interruptible():
@@ -107,3 +107,29 @@ def execute_quietly(path: Path, out: Path, parameters: dict, cell_timeout, kerne
             for p in pid:
                 _stop_kernel(p)
             raise
+
+
+# papermill starts kernels through nbclient's ``kernel_manager_class``; the subclass below overrides the
+# launch step (jupyter_client's documented ``_async_launch_kernel``) to merge an environment into the
+# kernel's and to send the kernel process's own stdout/stderr to a log file instead of the terminal.
+def manager_class(env: dict, log_path: str | Path, on_start: Callable[[int], None] | None = None):
+    """An ``AsyncKernelManager`` subclass that launches its kernel with ``env`` and logs to ``log_path``;
+    ``on_start(pid)`` is called once the kernel process exists."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class UnitKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            merged = dict(kw.get("env") or os.environ)
+            for k, v in env.items():
+                if v is None:
+                    merged.pop(k, None)
+                else:
+                    merged[k] = str(v)
+            kw["env"] = merged
+            with open(log_path, "ab") as log:  # the kernel keeps its own copy of the descriptor
+                kw["stdout"] = kw["stderr"] = log
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+            if on_start is not None and self.provisioner is not None and getattr(self.provisioner, "pid", None):
+                on_start(int(self.provisioner.pid))
+
+    return UnitKernelManager

@@ -29,11 +29,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..execution import KERNEL_LOG, manager_class
 from ..runner import atomic_write, execute, interruptible, write_results
 from . import evidence, kernel
 from .units import Unit
 
-STATUS, UNIT, KERNEL_LOG, WORKER = "status.json", "unit.json", "kernel.log", "worker.json"
+STATUS, UNIT, WORKER = "status.json", "unit.json", "worker.json"
 _ATTEMPTS = ".attempts"
 
 
@@ -165,7 +166,7 @@ def run_unit(unit: Unit, out: str | Path, *, threads: int | None = None, gpus: i
     with interruptible((signal.SIGTERM,), Interrupted), _quiet_papermill():
         try:
             while True:
-                km = kernel.manager_class(kenv, work / KERNEL_LOG, lambda pid: _worker_note(work, kernel_pid=pid))
+                km = manager_class(kenv, work / KERNEL_LOG, lambda pid: _worker_note(work, kernel_pid=pid))
                 st = execute(Path(unit.path), work, params, cell_timeout=cell_timeout, kernel_manager_class=km)
                 if not (_kernel_died(st) and attempt < max_attempts):
                     break
