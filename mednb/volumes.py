@@ -264,7 +264,19 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
                          params=models.count_parameters(res.model),
                          sec_per_epoch=res.n_train / max(res.images_per_s, 1e-9),
                          est_memory=mem[(d, s, c)][0], peak_memory=mem[(d, s, c)][1]))
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["setup"] = (recipe, backbone, width)   # what a later study needs to reuse these runs
+    return out
+
+
+def _reused(runs, splits, recipe, backbone, width, conv, seed):
+    """The (test_auc, test_acc) of the same training in ``runs`` (a :func:`compare_convs` table trained with
+    the same recipe, backbone and width: seeded alike, so the numbers are the ones a rerun would give), or None."""
+    if runs is None or runs.attrs.get("setup") != (recipe, backbone, width):
+        return None
+    hit = runs[(runs.dataset == splits.name) & (runs["size"] == splits.size) & (runs.conv == conv)
+               & (runs.seed == seed)]
+    return (float(hit.test_auc.iloc[0]), float(hit.test_acc.iloc[0])) if len(hit) else None
 
 
 def with_paper(df, backbone_rows=("ResNet-18", "ResNet-50")):
@@ -285,10 +297,11 @@ def with_paper(df, backbone_rows=("ResNet-18", "ResNet-50")):
 
 def genesis_vs_scratch(splits, recipe: Recipe = RECIPE, *, conv="3d", fractions=(0.1, 1.0), seeds=(0,),
                        backbone="cnn", width=None, genesis_epochs=10, force_pretrain=False, device="auto",
-                       progress=True):
+                       progress=True, reuse=None):
     """Models Genesis 3D pre-training (``mednb.ssl``, on the unlabeled training volumes, with the recipe's
     batch size and LR) → fine-tune with ``recipe``, vs training from scratch, at each label fraction and
-    seed. Returns (rows DataFrame, pretrain result)."""
+    seed. ``reuse``: a :func:`compare_convs` table whose same-seed, same-recipe ``conv`` runs stand in for
+    scratch at 100 % labels (the identical training, not repeated). Returns (rows DataFrame, pretrain result)."""
     import pandas as pd
     from tqdm.auto import tqdm
     from . import engine, ssl
@@ -305,6 +318,11 @@ def genesis_vs_scratch(splits, recipe: Recipe = RECIPE, *, conv="3d", fractions=
     rows = []
     for init, f, sd in tqdm([(i, f, s) for i in ("scratch", "genesis") for f in fractions for s in seeds],
                             desc="Genesis vs scratch", disable=not progress):
+        done = _reused(reuse, splits, recipe, backbone, width, conv, sd) if (init, f) == ("scratch", 1.0) else None
+        if done:
+            rows.append(dict(init=init, label_fraction=f, seed=sd, test_auc=done[0], test_acc=done[1],
+                             n_labels=len(splits.train.y)))
+            continue
         seed_everything(sd)
         m = models.create(name, splits.n_channels, splits.n_outputs, dims=3, size=splits.size, **kw)
         if init == "genesis":
@@ -318,9 +336,10 @@ def genesis_vs_scratch(splits, recipe: Recipe = RECIPE, *, conv="3d", fractions=
 
 
 def augment_on_off(splits, recipe: Recipe = RECIPE, *, policy="flip", conv="3d", seeds=(0,), backbone="cnn",
-                   width=None, device="auto", progress=True):
+                   width=None, device="auto", progress=True, reuse=None):
     """The same 3D model trained with ``recipe``, with and without ``mednb.augment`` policy ``policy``;
-    one row per run."""
+    one row per run. ``reuse``: a :func:`compare_convs` table whose same-seed, same-recipe runs stand in for
+    the runs without augmentation."""
     import pandas as pd
     from tqdm.auto import tqdm
     from . import augment, engine
@@ -328,6 +347,10 @@ def augment_on_off(splits, recipe: Recipe = RECIPE, *, policy="flip", conv="3d",
     rows = []
     for aug, sd in tqdm([(a, s) for a in ("none", policy) for s in seeds], desc="3D augmentation",
                         disable=not progress):
+        done = _reused(reuse, splits, recipe, backbone, width, conv, sd) if aug == "none" else None
+        if done:
+            rows.append(dict(augment=aug, seed=sd, test_auc=done[0], test_acc=done[1]))
+            continue
         res = engine.train(splits, f"{backbone}_{conv}", recipe, seed=sd, model_kw=kw, device=device,
                            augment=None if aug == "none" else augment.get(aug, dims=3), progress=False)
         _warn_collapse(res.test, splits, f"augment {aug}, seed {sd}")

@@ -116,3 +116,25 @@ def test_memory_estimate_scales_with_voxels_and_batch():
     assert volumes.estimate_memory(m, (1, 16, 16, 16), 8)["activations"] == 2 * a
     with pytest.raises(ValueError, match="adam"):
         volumes.estimate_memory(m, (1, 16, 16, 16), 4, optimizer="lbfgs")
+
+
+def test_studies_reuse_the_identical_conv_runs_instead_of_retraining(tmp_path, monkeypatch):
+    """Scratch at 100 % labels (Genesis study) and "no augmentation" are the compare_convs 3d runs: same
+    recipe, same seed, so the reused numbers equal a retraining, and a different recipe is not reused."""
+    monkeypatch.setenv("MEDNB_CACHE", str(tmp_path))
+    counts = [24, 12, 12]
+    recipe = volumes.RECIPE.replace(epochs=1, batch_size=8)
+    runs = volumes.compare_convs(["phantom3d"], [28], ["3d"], [0], recipe, width=4, phantom_counts=counts,
+                                 measure_memory=False, device="cpu", progress=False)
+    vol = volumes.load_volumes("phantom3d", 28, counts)
+    kw = dict(fractions=[1.0], seeds=[0], width=4, genesis_epochs=1, device="cpu", progress=False)
+    fresh, _ = volumes.genesis_vs_scratch(vol, recipe, **kw)
+    reused, _ = volumes.genesis_vs_scratch(vol, recipe, reuse=runs, **kw)
+    cols = ["init", "label_fraction", "seed", "test_auc", "test_acc", "n_labels"]
+    assert reused[cols].equals(fresh[cols])
+    aug_kw = dict(policy="flip", seeds=[0], width=4, device="cpu", progress=False)
+    a_fresh = volumes.augment_on_off(vol, recipe, **aug_kw)
+    a_reused = volumes.augment_on_off(vol, recipe, reuse=runs, **aug_kw)
+    assert a_reused.equals(a_fresh)
+    assert volumes._reused(runs, vol, recipe.replace(epochs=2), "cnn", 4, "3d", 0) is None
+    assert volumes._reused(runs, vol, recipe, "cnn", 4, "3d", 0) == (fresh.test_auc.iloc[0], fresh.test_acc.iloc[0])

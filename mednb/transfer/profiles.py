@@ -19,7 +19,7 @@ PROFILES = {
         PHANTOM_COUNTS=[1200, 300, 600], STRATEGIES=["scratch", "linear_probe", "finetune", "two_stage", "partial"],
         LABEL_FRACTIONS=[0.01, 0.1, 1.0], SEEDS=[0, 1, 2], EPOCHS=15, MIN_STEPS=60, BATCH_SIZE=64, LR=1e-3,
         BODY_LR_MULT=0.1, FREEZE_STAGES=2, HEAD_EPOCHS=3,
-        TRANSFUSION_MODELS=["cnn", "resnet18", "resnet50"], TRANSFUSION_SOURCE="indomain",
+        TRANSFUSION_MODELS=["cnn", "resnet18"], TRANSFUSION_SOURCE="indomain",  # ResNet-50: full
         TRANSFUSION_FRACTION=0.1,
         DATASET_3D="adrenalmnist3d", PHANTOM3D_COUNTS=[400, 100, 200], WIDTH_3D=16, EPOCHS_3D=6,
         LABEL_FRACTION_3D=0.25,
