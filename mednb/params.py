@@ -22,7 +22,7 @@ and every classifier trained on its full smoke training set ends at test AUC >= 
 (0.7) on the phantoms (chance: 0.5); notebook 05's 2D segmenters reach Dice >= :data:`SMOKE_MIN_DICE`
 (an empty prediction scores 0). ``tests/test_smoke_learns.py`` trains them with the smoke values. At
 chance by design, and said so in the notebooks: runs on 1 % of the labels (a handful of images),
-active-learning rounds on a few dozen labels, and the 3D runs of notebooks 02, 04, 05 and 08 — a 3D
+active-learning rounds on a few dozen labels, and the 3D runs of notebooks 02, 05 and 08 — a 3D
 CNN needs about 1,500 volume passes (some 15 s of one CPU core per model) before it separates the
 phantom classes, more than those notebooks' minute holds.
 """
