@@ -26,7 +26,7 @@ PROFILES = {
                   LR=5e-3, SEEDS=[0], N_TRAIN=400, N_TRAIN_3D=200, DEVICE="auto", AUC_TOLERANCE=0.01),
     "student": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
                     EPOCHS=50, EPOCHS_3D=10, COMPARE_MODELS=["cnn", "resnet18"], COMPARE_EPOCHS=10, BATCH_SIZE=128,
-                    BATCH_SIZE_3D=32, LR=1e-3, SEEDS=[0], N_TRAIN=0, N_TRAIN_3D=0, DEVICE="auto",
+                    BATCH_SIZE_3D=32, LR=1e-3, SEEDS=[0, 1, 2], N_TRAIN=0, N_TRAIN_3D=0, DEVICE="auto",
                     AUC_TOLERANCE=0.01),
     "full": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="resnet18",
                  MODEL_3D="resnet18_3d", EPOCHS=100, EPOCHS_3D=100, COMPARE_MODELS=["cnn", "resnet18", "resnet50"],
