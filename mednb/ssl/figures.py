@@ -178,7 +178,8 @@ def verdict(df, fraction: float = 0.1, protocol: str | None = None) -> str:
                 f"{s['mean']:.3f} ± {s['std']:.3f} at {f:.0%} (Δ {b['mean'] - s['mean']:+.3f})")
         if top != f:
             line += f" and {s_top['mean']:.3f} ± {s_top['std']:.3f} at {top:.0%} (Δ {b['mean'] - s_top['mean']:+.3f})"
-        lines.append(line + f"; n = {int(b['count'])} seed(s).")
+        lines.append(line + f"; n = {int(b['count'])} fine-tuning seed(s), each pretext pretrained once (its ± "
+                     "covers fine-tuning only).")
         at_f = [k for k in pre if (k, f) in m.index]
         if min(int(m.loc[(k, f), "count"]) for k in at_f + ["scratch"]) < 2:
             higher = [k for k in at_f if m.loc[(k, f), "mean"] > s["mean"]]
