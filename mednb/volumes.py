@@ -241,7 +241,7 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
     for c in convs:
         if c not in CONVS:
             raise ValueError(f"unknown conv {c!r}; valid: {', '.join(CONVS)}")
-    rows = []
+    rows, data_sizes = [], {}
     jobs = [(d, s, c, sd) for d in datasets for s in sizes for c in convs for sd in seeds]
     bar = tqdm(jobs, desc="2.5D / 3D / ACS", disable=not progress)
     cache, mem = {}, {}
@@ -250,6 +250,7 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
         if (d, s) not in cache:
             cache = {(d, s): load_volumes(d, s, phantom_counts)}
         sp = cache[(d, s)]
+        data_sizes[(sp.name, sp.size)] = _split_sizes(sp)
         kw = {"width": width} if backbone == "cnn" and width else {}
         res = engine.train(sp, f"{backbone}_{c}", recipe, seed=sd, model_kw=kw, device=device, progress=False)
         shape = tuple(sp.train.x.shape[1:])
@@ -265,14 +266,21 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
                          sec_per_epoch=res.n_train / max(res.images_per_s, 1e-9),
                          est_memory=mem[(d, s, c)][0], peak_memory=mem[(d, s, c)][1]))
     out = pd.DataFrame(rows)
-    out.attrs["setup"] = (recipe, backbone, width)   # what a later study needs to reuse these runs
+    # what a later study needs to reuse these runs: the training setup and the size of every split trained on
+    out.attrs.update(setup=(recipe, backbone, width, str(device)), data=data_sizes)
     return out
 
 
-def _reused(runs, splits, recipe, backbone, width, conv, seed):
+def _split_sizes(splits) -> tuple[int, int, int]:
+    return len(splits.train.y), len(splits.val.y), len(splits.test.y)
+
+
+def _reused(runs, splits, recipe, backbone, width, device, conv, seed):
     """The (test_auc, test_acc) of the same training in ``runs`` (a :func:`compare_convs` table trained with
-    the same recipe, backbone and width: seeded alike, so the numbers are the ones a rerun would give), or None."""
-    if runs is None or runs.attrs.get("setup") != (recipe, backbone, width):
+    the same recipe, backbone, width and device on data of the same splits: seeded alike, so the numbers are
+    the ones a rerun would give), or None."""
+    if (runs is None or runs.attrs.get("setup") != (recipe, backbone, width, str(device))
+            or runs.attrs.get("data", {}).get((splits.name, splits.size)) != _split_sizes(splits)):
         return None
     hit = runs[(runs.dataset == splits.name) & (runs["size"] == splits.size) & (runs.conv == conv)
                & (runs.seed == seed)]
@@ -318,7 +326,8 @@ def genesis_vs_scratch(splits, recipe: Recipe = RECIPE, *, conv="3d", fractions=
     rows = []
     for init, f, sd in tqdm([(i, f, s) for i in ("scratch", "genesis") for f in fractions for s in seeds],
                             desc="Genesis vs scratch", disable=not progress):
-        done = _reused(reuse, splits, recipe, backbone, width, conv, sd) if (init, f) == ("scratch", 1.0) else None
+        scratch_all = (init, f) == ("scratch", 1.0)
+        done = _reused(reuse, splits, recipe, backbone, width, device, conv, sd) if scratch_all else None
         if done:
             rows.append(dict(init=init, label_fraction=f, seed=sd, test_auc=done[0], test_acc=done[1],
                              n_labels=len(splits.train.y)))
@@ -347,7 +356,7 @@ def augment_on_off(splits, recipe: Recipe = RECIPE, *, policy="flip", conv="3d",
     rows = []
     for aug, sd in tqdm([(a, s) for a in ("none", policy) for s in seeds], desc="3D augmentation",
                         disable=not progress):
-        done = _reused(reuse, splits, recipe, backbone, width, conv, sd) if aug == "none" else None
+        done = _reused(reuse, splits, recipe, backbone, width, device, conv, sd) if aug == "none" else None
         if done:
             rows.append(dict(augment=aug, seed=sd, test_auc=done[0], test_acc=done[1]))
             continue

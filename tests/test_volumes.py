@@ -120,7 +120,7 @@ def test_memory_estimate_scales_with_voxels_and_batch():
 
 def test_studies_reuse_the_identical_conv_runs_instead_of_retraining(tmp_path, monkeypatch):
     """Scratch at 100 % labels (Genesis study) and "no augmentation" are the compare_convs 3d runs: same
-    recipe, same seed, so the reused numbers equal a retraining, and a different recipe is not reused."""
+    recipe, same seed, so the reused numbers equal a retraining; another recipe, device or data is not reused."""
     monkeypatch.setenv("MEDNB_CACHE", str(tmp_path))
     counts = [24, 12, 12]
     recipe = volumes.RECIPE.replace(epochs=1, batch_size=8)
@@ -136,5 +136,9 @@ def test_studies_reuse_the_identical_conv_runs_instead_of_retraining(tmp_path, m
     a_fresh = volumes.augment_on_off(vol, recipe, **aug_kw)
     a_reused = volumes.augment_on_off(vol, recipe, reuse=runs, **aug_kw)
     assert a_reused.equals(a_fresh)
-    assert volumes._reused(runs, vol, recipe.replace(epochs=2), "cnn", 4, "3d", 0) is None
-    assert volumes._reused(runs, vol, recipe, "cnn", 4, "3d", 0) == (fresh.test_auc.iloc[0], fresh.test_acc.iloc[0])
+    assert volumes._reused(runs, vol, recipe.replace(epochs=2), "cnn", 4, "cpu", "3d", 0) is None
+    assert volumes._reused(runs, vol, recipe, "cnn", 4, "cuda", "3d", 0) is None
+    other = volumes.load_volumes("phantom3d", 28, [24, 12, 16])   # same name, other data
+    assert volumes._reused(runs, other, recipe, "cnn", 4, "cpu", "3d", 0) is None
+    assert volumes._reused(runs, vol, recipe, "cnn", 4, "cpu", "3d", 0) == (fresh.test_auc.iloc[0],
+                                                                           fresh.test_acc.iloc[0])
