@@ -63,6 +63,17 @@ def dataset(dims: int | None = None, skip: bool = False) -> Validator:
     return check
 
 
+def phantom_classes() -> Validator:
+    """A phantom class count: 2 .. len(:data:`mednb.phantoms.CLASSES`) (the first classes: 2 = normal vs round
+    lesion). Applies to the phantoms only; a MedMNIST set keeps its own classes."""
+    def check(name, value, values):
+        from . import phantoms
+        valid = list(range(2, len(phantoms.CLASSES) + 1))
+        if value not in valid:
+            raise ValueError(f"{name}: {value!r} phantom classes; valid: {_join(valid)} (the first classes of "
+                             f"{', '.join(phantoms.CLASSES.values())})")
+    return check
+
 def _parse_domain(spec) -> tuple[str, str]:
     name, _, site = str(spec).partition(":")
     return name.lower(), site

@@ -74,6 +74,14 @@ def create(name: str, in_channels: int = 1, num_classes: int = 2, dims: int = 2,
     return model
 
 
+def width_kw(name: str, width: int | None) -> dict:
+    """``{"width": width}`` for the small-CNN family (``cnn``, ``cnn_3d``, ``cnn_2.5d``, ``cnn_acs``) when
+    ``width`` is set (> 0), else ``{}``: the keyword :func:`create` takes, so a notebook's width knob can stay
+    set while its model knob names a ResNet (which has no width)."""
+    key = str(name).lower()
+    return {"width": int(width)} if width and (key == "cnn" or key.startswith("cnn_")) else {}
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 

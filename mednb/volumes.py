@@ -32,22 +32,22 @@ AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 PROFILES = {
     "smoke": dict(DATASETS=["phantom3d"], SIZES=[28], CONVS=["2.5d", "3d", "acs"], BACKBONE="cnn", WIDTH=8,
-                  EPOCHS=3, BATCH_SIZE=32, LR=2e-3, SEEDS=[0], PHANTOM_COUNTS=[96, 32, 64],
-                  LABEL_FRACTIONS=[0.25, 1.0], GENESIS_EPOCHS=1, AUGMENT="flip", FORCE_PRETRAIN=False,
+                  EPOCHS=6, BATCH_SIZE=8, LR=2e-3, SEEDS=[0], PHANTOM_COUNTS=[128, 48, 64], PHANTOM_CLASSES=2,
+                  LABEL_FRACTIONS=[0.5, 1.0], GENESIS_EPOCHS=1, AUGMENT="flip", FORCE_PRETRAIN=False,
                   MEASURE_MEMORY=False, DEVICE="auto", AUC_TOLERANCE=0.01),
     "student": dict(DATASETS=["adrenalmnist3d"], SIZES=[28], CONVS=["2.5d", "3d", "acs"], BACKBONE="cnn",
                     WIDTH=16, EPOCHS=10, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1], PHANTOM_COUNTS=[400, 100, 200],
-                    LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=5, AUGMENT="basic", FORCE_PRETRAIN=False,
-                    MEASURE_MEMORY=True, DEVICE="auto", AUC_TOLERANCE=0.01),
+                    PHANTOM_CLASSES=4, LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=5, AUGMENT="basic",
+                    FORCE_PRETRAIN=False, MEASURE_MEMORY=True, DEVICE="auto", AUC_TOLERANCE=0.01),
     "full": dict(DATASETS=["organmnist3d", "nodulemnist3d", "adrenalmnist3d", "fracturemnist3d", "vesselmnist3d",
                            "synapsemnist3d"], SIZES=[28, 64], CONVS=["2.5d", "3d", "acs"], BACKBONE="resnet18",
                  WIDTH=64, EPOCHS=100, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1, 2], PHANTOM_COUNTS=[400, 100, 200],
-                 LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=100, AUGMENT="basic", FORCE_PRETRAIN=False,
-                 MEASURE_MEMORY=True, DEVICE="auto", AUC_TOLERANCE=0.0),
+                 PHANTOM_CLASSES=4, LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=100, AUGMENT="basic",
+                 FORCE_PRETRAIN=False, MEASURE_MEMORY=True, DEVICE="auto", AUC_TOLERANCE=0.0),
 }
 # knobs valid only for a dataset or a registry (checked by mednb.params before anything runs)
 CHECKS = {"DATASETS": knobs.dataset(3), "SIZES": knobs.size("DATASETS"), "CONVS": knobs.conv(),
-          "BACKBONE": knobs.backbone("CONVS"), "AUGMENT": knobs.policy()}
+          "BACKBONE": knobs.backbone("CONVS"), "AUGMENT": knobs.policy(), "PHANTOM_CLASSES": knobs.phantom_classes()}
 
 
 def mip(volume, axis: str | int = "axial") -> torch.Tensor:
@@ -209,13 +209,16 @@ def fmt_bytes(n: float) -> str:
 
 
 # ----------------------------------------------------------------------------- experiments
-def load_volumes(name: str, size: int, phantom_counts=None, seed: int = 0):
-    """``data.load`` for a 3D set; phantoms get ``counts=phantom_counts``."""
+def load_volumes(name: str, size: int, phantom_counts=None, seed: int = 0, phantom_classes: int | None = None):
+    """``data.load`` for a 3D set; phantoms get ``counts=phantom_counts`` and ``n_classes=phantom_classes``
+    (2–4, the first classes of :data:`mednb.phantoms.CLASSES`; None: all 4). Both are ignored for MedMNIST."""
     from . import data
     if data.dims_of(name) != 3:
         raise ValueError(f"{name} is not a 3D dataset; 3D sets: "
                          f"{', '.join(n for n in data.names() if data.dims_of(n) == 3)}")
     kw = {"counts": phantom_counts, "seed": seed} if name in data.PHANTOMS else {}
+    if phantom_classes is not None and name in data.PHANTOMS:
+        kw["n_classes"] = int(phantom_classes)
     return data.load(name, size, **kw)
 
 
@@ -228,8 +231,9 @@ def _warn_collapse(test: dict, splits, what: str) -> None:
 
 
 def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, backbone="cnn", width=None,
-                  phantom_counts=None, measure_memory=True, device="auto", progress=True):
-    """Train every (dataset, size, conv, seed) with ``recipe``; one tidy row per run.
+                  phantom_counts=None, phantom_classes=None, measure_memory=True, device="auto", progress=True):
+    """Train every (dataset, size, conv, seed) with ``recipe``; one tidy row per run (phantoms:
+    ``phantom_counts`` and ``phantom_classes`` as in :func:`load_volumes`).
 
     Columns: dataset, size, conv, seed, test_auc, test_acc, params, sec_per_epoch (training only),
     est_memory (bytes, :func:`estimate_memory`), peak_memory (bytes, :func:`measure_peak_memory`, or
@@ -248,9 +252,9 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
     for d, s, c, sd in bar:
         bar.set_postfix(dataset=d, size=s, conv=c, seed=sd)
         if (d, s) not in cache:
-            cache = {(d, s): load_volumes(d, s, phantom_counts)}
+            cache = {(d, s): load_volumes(d, s, phantom_counts, phantom_classes=phantom_classes)}
         sp = cache[(d, s)]
-        data_sizes[(sp.name, sp.size)] = _split_sizes(sp)
+        data_sizes[(sp.name, sp.size)] = _data_key(sp)
         kw = {"width": width} if backbone == "cnn" and width else {}
         res = engine.train(sp, f"{backbone}_{c}", recipe, seed=sd, model_kw=kw, device=device, progress=False)
         shape = tuple(sp.train.x.shape[1:])
@@ -266,21 +270,22 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
                          sec_per_epoch=res.n_train / max(res.images_per_s, 1e-9),
                          est_memory=mem[(d, s, c)][0], peak_memory=mem[(d, s, c)][1]))
     out = pd.DataFrame(rows)
-    # what a later study needs to reuse these runs: the training setup and the size of every split trained on
+    # what a later study needs to reuse these runs: the training setup, and the split sizes and classes of the data
     out.attrs.update(setup=(recipe, backbone, width, str(device)), data=data_sizes)
     return out
 
 
-def _split_sizes(splits) -> tuple[int, int, int]:
-    return len(splits.train.y), len(splits.val.y), len(splits.test.y)
+def _data_key(splits) -> tuple[int, int, int, int]:
+    """What tells same-named data apart: the sizes of train/val/test and the number of classes."""
+    return len(splits.train.y), len(splits.val.y), len(splits.test.y), int(splits.n_outputs)
 
 
 def _reused(runs, splits, recipe, backbone, width, device, conv, seed):
     """The (test_auc, test_acc) of the same training in ``runs`` (a :func:`compare_convs` table trained with
-    the same recipe, backbone, width and device on data of the same splits: seeded alike, so the numbers are
+    the same recipe, backbone, width and device on data of the same splits and classes: seeded alike, so the numbers are
     the ones a rerun would give), or None."""
     if (runs is None or runs.attrs.get("setup") != (recipe, backbone, width, str(device))
-            or runs.attrs.get("data", {}).get((splits.name, splits.size)) != _split_sizes(splits)):
+            or runs.attrs.get("data", {}).get((splits.name, splits.size)) != _data_key(splits)):
         return None
     hit = runs[(runs.dataset == splits.name) & (runs["size"] == splits.size) & (runs.conv == conv)
                & (runs.seed == seed)]

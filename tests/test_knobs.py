@@ -66,6 +66,9 @@ def test_bad_registry_knob_stops_mednb_run_before_any_kernel(stem, tmp_path, cap
     ("03_transfer_learning", [("SHIFT_TARGETS", "phantom2d:7")], "valid sites: 0, 1, 2, 3"),
     ("06_active_learning", [("MODEL", "resnet18_3d")], "classifier for 2D and 3D data 'resnet18_3d'; valid: cnn"),
     ("08_3d_volumes", [("CONVS", "3d"), ("BACKBONE", "unet")], "unknown backbone 'unet'"),
+    ("08_3d_volumes", [("PHANTOM_CLASSES", "5")], "PHANTOM_CLASSES: 5 phantom classes; valid: 2, 3, 4 (the first "
+                                                  "classes of normal, round, spiculated, multifocal)"),
+    ("02_augmentation", [("PHANTOM_CLASSES_3D", "1")], "PHANTOM_CLASSES_3D: 1 phantom classes; valid: 2, 3, 4"),
 ])
 def test_dataset_dependent_values_use_the_resolved_profile(stem, overrides, needle):
     with pytest.raises(params.ParamError) as e:

@@ -107,3 +107,13 @@ def test_acs_conv_planes_and_weights():
     vol = x2.unsqueeze(2).repeat(1, 1, 5, 1, 1)
     with torch.no_grad():
         assert torch.allclose(acs(vol)[:, :3, 2], conv(x2)[:, :3], atol=1e-5)
+
+
+def test_width_kw_only_for_the_small_cnn_family():
+    """A width knob reaches cnn / cnn_3d / cnn_2.5d / cnn_acs; ResNets (no width) and width 0/None get nothing."""
+    assert models.width_kw("cnn", 8) == {"width": 8} and models.width_kw("CNN_3D", 8) == {"width": 8}
+    assert models.width_kw("cnn_acs", 4) == {"width": 4}
+    assert models.width_kw("resnet18_3d", 8) == {}
+    assert models.width_kw("cnn", 0) == {} and models.width_kw("cnn", None) == {}
+    m = models.create("cnn_3d", 1, 2, dims=3, **models.width_kw("cnn_3d", 4))
+    assert models.count_parameters(m) < models.count_parameters(models.create("cnn_3d", 1, 2, dims=3))

@@ -1,9 +1,9 @@
 """The smoke profile learns: each notebook's classifiers, trained on their full smoke training set with the
 smoke profile's values and the notebook's own calls, end at test AUC >= ``mednb.params.SMOKE_MIN_AUC`` on the
 phantoms (chance: 0.5), and notebook 05's 2D segmenters at Dice >= ``SMOKE_MIN_DICE`` (an empty prediction
-scores 0). The runs that stay at chance by design (1 % labels, active-learning rounds, the short 3D runs of
-notebooks 02, 05 and 08) are named in ``mednb.params`` and in the notebooks' text, and are not checked here.
-The 3D cases are marked ``slow`` (about 20 s each on one CPU core)."""
+scores 0). The runs that stay at chance by design (1 % labels, active-learning rounds, notebook 05's 3D
+segmenters) are named in ``mednb.params`` and in the notebooks' text, and are not checked here.
+The 3D cases are marked ``slow`` (about 10–25 s each on one CPU core)."""
 from __future__ import annotations
 
 import importlib
@@ -62,6 +62,17 @@ def nb02() -> dict:
     grid = augment.label_fraction_grid(splits, P["POLICIES"], [1.0], P["SEEDS"][:1], recipe=engine.Recipe.from_knobs(P),
                                        model=P["MODEL"], strength=P["STRENGTH"], device="cpu", progress=False)
     return {f"{P['MODEL']} {r.policy}": r.test_auc for r in grid.itertuples()}
+
+
+def nb02_3d() -> dict:
+    from mednb import augment, data, engine, models
+    P = smoke("02_augmentation")
+    sp3 = data.load(P["DATASET_3D"], min(P["SIZE"], 64), counts=P["COUNTS_3D"], n_classes=P["PHANTOM_CLASSES_3D"])
+    recipe3 = engine.Recipe.from_knobs(P).replace(epochs=P["EPOCHS_3D"], batch_size=P["BATCH_SIZE_3D"])
+    grid = augment.label_fraction_grid(sp3, P["POLICIES_3D"], [1.0], P["SEEDS_3D"][:1], recipe=recipe3,
+                                       model=P["MODEL_3D"], model_kw=models.width_kw(P["MODEL_3D"], P["WIDTH_3D"]),
+                                       strength=P["STRENGTH"], device="cpu", progress=False)
+    return {f"{P['MODEL_3D']} {r.policy}": r.test_auc for r in grid.itertuples()}
 
 
 def nb03(which: str) -> dict:
@@ -132,6 +143,28 @@ def nb05() -> dict:
     return {r.label: r.dice for r in runs.itertuples()}
 
 
+def nb08() -> dict:
+    """Every model of notebook 08 trained on all labels: the three convolutions, Genesis fine-tuned at 100 %
+    and the augmented run (scratch at 100 % and "none" are the conv comparison's 3d run, reused)."""
+    from mednb import volumes
+    P = smoke("08_3d_volumes")
+    d, s = P["DATASETS"][0], P["SIZES"][0]
+    vol = volumes.load_volumes(d, s, P["PHANTOM_COUNTS"], phantom_classes=P["PHANTOM_CLASSES"])
+    recipe = volumes.RECIPE.replace(epochs=P["EPOCHS"], batch_size=P["BATCH_SIZE"], lr=P["LR"],
+                                    auc_tolerance=P["AUC_TOLERANCE"])
+    kw = dict(backbone=P["BACKBONE"], width=P["WIDTH"], device="cpu", progress=False)
+    runs = volumes.compare_convs([d], [s], P["CONVS"], P["SEEDS"][:1], recipe, phantom_counts=P["PHANTOM_COUNTS"],
+                                 phantom_classes=P["PHANTOM_CLASSES"], measure_memory=False, **kw)
+    genesis, _ = volumes.genesis_vs_scratch(vol, recipe, conv="3d", fractions=[1.0], seeds=P["SEEDS"][:1],
+                                            genesis_epochs=P["GENESIS_EPOCHS"], reuse=runs, **kw)
+    aug = volumes.augment_on_off(vol, recipe, policy=P["AUGMENT"], conv="3d", seeds=P["SEEDS"][:1], reuse=runs,
+                                 **kw)
+    out = {f"{P['BACKBONE']}_{r.conv}": r.test_auc for r in runs.itertuples()}
+    out.update({f"3d {r.init}": r.test_auc for r in genesis.itertuples()})
+    out.update({f"3d augment {r.augment}": r.test_auc for r in aug.itertuples()})
+    return out
+
+
 def nb07(which: str) -> dict:
     from mednb import data
     from mednb.cam import evaluate as ev
@@ -153,6 +186,8 @@ CASES = [
     pytest.param(lambda: nb01("compare"), params.SMOKE_MIN_AUC, id="01_baseline_medmnist-COMPARE_MODELS"),
     pytest.param(lambda: nb01("3d"), params.SMOKE_MIN_AUC, id="01_baseline_medmnist-MODEL_3D", marks=slow),
     pytest.param(nb02, params.SMOKE_MIN_AUC, id="02_augmentation-MODEL-POLICIES", marks=slow),
+    pytest.param(nb02_3d, params.SMOKE_MIN_AUC, id="02_augmentation-MODEL_3D-POLICIES_3D",
+                 marks=slow),
     pytest.param(lambda: nb03("2d"), params.SMOKE_MIN_AUC, id="03_transfer_learning-MODEL-STRATEGIES", marks=slow),
     pytest.param(lambda: nb03("3d"), params.SMOKE_MIN_AUC, id="03_transfer_learning-inflated_3d", marks=slow),
     pytest.param(nb04, params.SMOKE_MIN_AUC, id="04_self_supervised-MODEL-METHODS", marks=slow),
@@ -160,6 +195,7 @@ CASES = [
     pytest.param(nb05, params.SMOKE_MIN_DICE, id="05_unetpp_segmentation-2d", marks=slow),
     pytest.param(lambda: nb07("2d"), params.SMOKE_MIN_AUC, id="07_gradcam-MODELS"),
     pytest.param(lambda: nb07("3d"), params.SMOKE_MIN_AUC, id="07_gradcam-cnn_3d", marks=slow),
+    pytest.param(nb08, params.SMOKE_MIN_AUC, id="08_3d_volumes-CONVS-genesis-AUGMENT", marks=slow),
 ]
 
 

@@ -140,5 +140,21 @@ def test_studies_reuse_the_identical_conv_runs_instead_of_retraining(tmp_path, m
     assert volumes._reused(runs, vol, recipe, "cnn", 4, "cuda", "3d", 0) is None
     other = volumes.load_volumes("phantom3d", 28, [24, 12, 16])   # same name, other data
     assert volumes._reused(runs, other, recipe, "cnn", 4, "cpu", "3d", 0) is None
+    binary = volumes.load_volumes("phantom3d", 28, counts, phantom_classes=2)   # same sizes, other classes
+    assert binary.n_outputs != vol.n_outputs
+    assert volumes._reused(runs, binary, recipe, "cnn", 4, "cpu", "3d", 0) is None
     assert volumes._reused(runs, vol, recipe, "cnn", 4, "cpu", "3d", 0) == (fresh.test_auc.iloc[0],
                                                                            fresh.test_acc.iloc[0])
+
+
+def test_phantom_classes_reach_the_phantoms_only(tmp_path, monkeypatch):
+    """load_volumes / compare_convs pass phantom_classes to phantom3d (2 = normal vs round lesion)."""
+    monkeypatch.setenv("MEDNB_CACHE", str(tmp_path))
+    vol = volumes.load_volumes("phantom3d", 28, [8, 4, 4], phantom_classes=2)
+    assert vol.labels == {0: "normal", 1: "round"} and set(vol.train.y[:, 0].tolist()) == {0, 1}
+    runs = volumes.compare_convs(["phantom3d"], [28], ["2.5d"], [0], volumes.RECIPE.replace(epochs=1, batch_size=4),
+                                 width=4, phantom_counts=[8, 4, 4], phantom_classes=2, measure_memory=False,
+                                 device="cpu", progress=False)
+    assert runs.attrs["data"][("phantom3d", 28)] == (8, 4, 4, vol.n_outputs)
+    with pytest.raises(ValueError, match="n_classes must be in 2..4"):
+        volumes.load_volumes("phantom3d", 28, [8, 4, 4], phantom_classes=5)

@@ -4,22 +4,24 @@ valid only for a dataset or a registry (checked by :mod:`mednb.params` before an
 from .. import knobs
 
 PROFILES = {
-    "smoke": dict(DATASET="phantom2d", DATASET_3D="phantom3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
-                  EPOCHS=5, EPOCHS_3D=2, BATCH_SIZE=16, LR=3e-3, SEEDS=[0], SEEDS_3D=[0], OFFLINE_SEEDS=[0],
-                  LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
-                  POLICIES_3D=["none", "basic"], STRENGTH=1.0, COUNTS=[400, 80, 200], COUNTS_3D=[32, 16, 32],
-                  OFFLINE_COPIES=2, IMBALANCE_RATIO=0.1, THROUGHPUT_N=64, DEVICE="auto"),
+    "smoke": dict(DATASET="phantom2d", DATASET_3D="phantom3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn_3d", WIDTH_3D=8,
+                  EPOCHS=5, EPOCHS_3D=6, BATCH_SIZE=16, BATCH_SIZE_3D=8, LR=3e-3, SEEDS=[0], SEEDS_3D=[0],
+                  OFFLINE_SEEDS=[0], LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
+                  POLICIES_3D=["none", "basic"], STRENGTH=1.0, COUNTS=[400, 80, 200], COUNTS_3D=[128, 48, 64],
+                  PHANTOM_CLASSES_3D=2, OFFLINE_COPIES=2, IMBALANCE_RATIO=0.1, THROUGHPUT_N=64, DEVICE="auto"),
     "student": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="cnn", MODEL_3D="cnn",
-                    EPOCHS=20, EPOCHS_3D=3, BATCH_SIZE=64, LR=1e-3, SEEDS=[0, 1, 2], SEEDS_3D=[0], OFFLINE_SEEDS=[0],
-                    LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
-                    POLICIES_3D=["none", "strong"], STRENGTH=1.0, COUNTS=[1200, 300, 600], COUNTS_3D=[400, 100, 200],
-                    OFFLINE_COPIES=4, IMBALANCE_RATIO=0.1, THROUGHPUT_N=512, DEVICE="auto"),
+                    WIDTH_3D=16, EPOCHS=20, EPOCHS_3D=3, BATCH_SIZE=64, BATCH_SIZE_3D=32, LR=1e-3, SEEDS=[0, 1, 2],
+                    SEEDS_3D=[0], OFFLINE_SEEDS=[0], LABEL_FRACTIONS=[0.01, 0.1, 1.0],
+                    POLICIES=["none", "basic", "elastic", "strong"], POLICIES_3D=["none", "strong"], STRENGTH=1.0,
+                    COUNTS=[1200, 300, 600], COUNTS_3D=[400, 100, 200], PHANTOM_CLASSES_3D=4, OFFLINE_COPIES=4,
+                    IMBALANCE_RATIO=0.1, THROUGHPUT_N=512, DEVICE="auto"),
     "full": dict(DATASET="breastmnist", DATASET_3D="adrenalmnist3d", SIZE=28, MODEL="resnet18", MODEL_3D="resnet18_3d",
-                 EPOCHS=100, EPOCHS_3D=50, BATCH_SIZE=128, LR=1e-3, SEEDS=[0, 1, 2, 3, 4], SEEDS_3D=[0, 1, 2],
-                 OFFLINE_SEEDS=[0, 1, 2], LABEL_FRACTIONS=[0.01, 0.1, 1.0], POLICIES=["none", "basic", "elastic", "strong"],
-                 POLICIES_3D=["none", "basic", "elastic", "strong"], STRENGTH=1.0, COUNTS=[1200, 300, 600],
-                 COUNTS_3D=[400, 100, 200], OFFLINE_COPIES=4, IMBALANCE_RATIO=0.1, THROUGHPUT_N=2048, DEVICE="auto"),
+                 WIDTH_3D=0, EPOCHS=100, EPOCHS_3D=50, BATCH_SIZE=128, BATCH_SIZE_3D=32, LR=1e-3,
+                 SEEDS=[0, 1, 2, 3, 4], SEEDS_3D=[0, 1, 2], OFFLINE_SEEDS=[0, 1, 2], LABEL_FRACTIONS=[0.01, 0.1, 1.0],
+                 POLICIES=["none", "basic", "elastic", "strong"], POLICIES_3D=["none", "basic", "elastic", "strong"],
+                 STRENGTH=1.0, COUNTS=[1200, 300, 600], COUNTS_3D=[400, 100, 200], PHANTOM_CLASSES_3D=4,
+                 OFFLINE_COPIES=4, IMBALANCE_RATIO=0.1, THROUGHPUT_N=2048, DEVICE="auto"),
 }
 CHECKS = {"DATASET": knobs.dataset(2), "DATASET_3D": knobs.dataset(3), "SIZE": knobs.size("DATASET"),
           "MODEL": knobs.model(2), "MODEL_3D": knobs.model(3), "POLICIES": knobs.policy(),
-          "POLICIES_3D": knobs.policy()}
+          "POLICIES_3D": knobs.policy(), "PHANTOM_CLASSES_3D": knobs.phantom_classes()}
