@@ -1,12 +1,14 @@
 """The smoke profile learns: each notebook's classifiers, trained on their full smoke training set with the
 smoke profile's values and the notebook's own calls, end at test AUC >= ``mednb.params.SMOKE_MIN_AUC`` on the
-phantoms (chance: 0.5), and notebook 05's 2D segmenters at Dice >= ``SMOKE_MIN_DICE`` (an empty prediction
-scores 0). The runs that stay at chance by design (1 % labels, active-learning rounds, notebook 05's 3D
+phantoms (chance: 0.5; notebook 09's models averaged over its seen hospitals), and notebook 05's 2D
+segmenters at Dice >= ``SMOKE_MIN_DICE`` (an empty prediction scores 0). The runs that stay at chance by design (1 % labels, active-learning rounds, notebook 05's 3D
 segmenters) are named in ``mednb.params`` and in the notebooks' text, and are not checked here.
 The 3D cases are marked ``slow`` (about 10–25 s each on one CPU core)."""
 from __future__ import annotations
 
 import importlib
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -180,6 +182,23 @@ def nb07(which: str) -> dict:
             ["test"]["auc"] for m in dict.fromkeys(P["MODELS"] + [P["MODEL"]])}
 
 
+def nb09() -> dict:
+    """Notebook 09's models on its seen hospitals: local-only (each on its own site), centralized, and the
+    federated ones (Flower's Simulation Runtime); per method, the mean over the seen sites of the test AUC
+    (the notebook's "mean site AUC"; a site's own test split holds a few dozen images of a skewed case mix)."""
+    from mednb import federated as fed
+    P = smoke("09_multisite_federated")
+    methods = fed.check_plan(P["SITES"], P["ALPHA"], P["METHODS"])
+    setups = fed.setups_from({**P, "DEVICE": "cpu"}, P["DATASETS"])
+    site_sets = fed.build_all(P["DATASETS"], P["SEEDS"][:1], P["SITES"], P["ALPHA"], P["SIZE"], P["PHANTOM_COUNTS"])
+    base, _ = fed.baselines(site_sets, setups, methods)
+    with tempfile.TemporaryDirectory(prefix="mednb-09-") as work:  # site files and plans, as the notebook
+        res = fed.simulate(list(site_sets.values()), [m for m in methods if m in fed.FEDERATED], setups,
+                           Path(work) / "simulation")
+    final = fed.final_table(base, res)
+    return {f"{d} {m} mean site": g.mean() for (d, m), g in final.groupby(["dataset", "method"])["test_auc"]}
+
+
 slow = pytest.mark.slow
 CASES = [
     pytest.param(lambda: nb01("2d"), params.SMOKE_MIN_AUC, id="01_baseline_medmnist-MODEL"),
@@ -196,6 +215,7 @@ CASES = [
     pytest.param(lambda: nb07("2d"), params.SMOKE_MIN_AUC, id="07_gradcam-MODELS"),
     pytest.param(lambda: nb07("3d"), params.SMOKE_MIN_AUC, id="07_gradcam-cnn_3d", marks=slow),
     pytest.param(nb08, params.SMOKE_MIN_AUC, id="08_3d_volumes-CONVS-genesis-AUGMENT", marks=slow),
+    pytest.param(nb09, params.SMOKE_MIN_AUC, id="09_multisite_federated-METHODS-per_site", marks=slow),
 ]
 
 

@@ -6,7 +6,7 @@ from .methods import METHODS
 
 PROFILES = {
     "smoke": dict(
-        DATASETS=["phantom2d"], SIZE=28, SITES=3, ALPHA=1.0, PHANTOM_COUNTS=[150, 40, 80],
+        DATASETS=["phantom2d"], SIZE=28, SITES=3, ALPHA=1.0, PHANTOM_COUNTS=[300, 60, 120],
         METHODS=["local", "centralized", "fedavg", "fedprox", "fedbn"], MODEL="cnn", WIDTH=8, WIDTH_3D=8,
         ROUNDS=5, ROUNDS_3D=2, EPOCHS=2, EPOCHS_3D=1, BATCH_SIZE=32, LR=3e-3, FRACTION=1.0, MU=0.01,
         SEEDS=[0], N_LABELS=[5, 20], FT_MODES=["head", "all"], FT_EPOCHS=5, FT_LR=1e-3,
