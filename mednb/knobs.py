@@ -74,6 +74,7 @@ def phantom_classes() -> Validator:
                              f"{', '.join(phantoms.CLASSES.values())})")
     return check
 
+
 def _parse_domain(spec) -> tuple[str, str]:
     name, _, site = str(spec).partition(":")
     return name.lower(), site

@@ -90,7 +90,7 @@ def conv_model(conv: str, in_channels: int, num_classes: int, size: int = 28, ba
     """``backbone`` (``cnn``, ``resnet18``, ``resnet50``) as a 2.5D, 3D or ACS volume classifier."""
     if conv not in CONVS:
         raise ValueError(f"unknown conv {conv!r}; valid: {', '.join(CONVS)}")
-    kw = {"width": width} if backbone == "cnn" and width else {}
+    kw = models.width_kw(backbone, width)
     return models.create(f"{backbone}_{conv}", in_channels, num_classes, dims=3, size=size, **kw)
 
 
@@ -216,9 +216,11 @@ def load_volumes(name: str, size: int, phantom_counts=None, seed: int = 0, phant
     if data.dims_of(name) != 3:
         raise ValueError(f"{name} is not a 3D dataset; 3D sets: "
                          f"{', '.join(n for n in data.names() if data.dims_of(n) == 3)}")
-    kw = {"counts": phantom_counts, "seed": seed} if name in data.PHANTOMS else {}
-    if phantom_classes is not None and name in data.PHANTOMS:
-        kw["n_classes"] = int(phantom_classes)
+    kw = {}
+    if name in data.PHANTOMS:
+        kw = {"counts": phantom_counts, "seed": seed}
+        if phantom_classes is not None:
+            kw["n_classes"] = int(phantom_classes)
     return data.load(name, size, **kw)
 
 
@@ -245,17 +247,18 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
     for c in convs:
         if c not in CONVS:
             raise ValueError(f"unknown conv {c!r}; valid: {', '.join(CONVS)}")
-    rows, data_sizes = [], {}
+    rows, data_keys = [], {}
+    kw = models.width_kw(backbone, width)
     jobs = [(d, s, c, sd) for d in datasets for s in sizes for c in convs for sd in seeds]
     bar = tqdm(jobs, desc="2.5D / 3D / ACS", disable=not progress)
     cache, mem = {}, {}
     for d, s, c, sd in bar:
         bar.set_postfix(dataset=d, size=s, conv=c, seed=sd)
         if (d, s) not in cache:
-            cache = {(d, s): load_volumes(d, s, phantom_counts, phantom_classes=phantom_classes)}
+            sp = load_volumes(d, s, phantom_counts, phantom_classes=phantom_classes)
+            cache = {(d, s): sp}
+            data_keys[(sp.name, sp.size)] = _data_key(sp)
         sp = cache[(d, s)]
-        data_sizes[(sp.name, sp.size)] = _data_key(sp)
-        kw = {"width": width} if backbone == "cnn" and width else {}
         res = engine.train(sp, f"{backbone}_{c}", recipe, seed=sd, model_kw=kw, device=device, progress=False)
         shape = tuple(sp.train.x.shape[1:])
         if (d, s, c) not in mem:
@@ -270,8 +273,9 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
                          sec_per_epoch=res.n_train / max(res.images_per_s, 1e-9),
                          est_memory=mem[(d, s, c)][0], peak_memory=mem[(d, s, c)][1]))
     out = pd.DataFrame(rows)
-    # what a later study needs to reuse these runs: the training setup, and the split sizes and classes of the data
-    out.attrs.update(setup=(recipe, backbone, width, str(device)), data=data_sizes)
+    # what a later study needs to reuse these runs: the training setup, and the split sizes and classes of
+    # the data
+    out.attrs.update(setup=(recipe, backbone, width, str(device)), data=data_keys)
     return out
 
 
@@ -282,8 +286,8 @@ def _data_key(splits) -> tuple[int, int, int, int]:
 
 def _reused(runs, splits, recipe, backbone, width, device, conv, seed):
     """The (test_auc, test_acc) of the same training in ``runs`` (a :func:`compare_convs` table trained with
-    the same recipe, backbone, width and device on data of the same splits and classes: seeded alike, so the numbers are
-    the ones a rerun would give), or None."""
+    the same recipe, backbone, width and device on data of the same splits and classes: seeded alike, so the
+    numbers are the ones a rerun would give), or None."""
     if (runs is None or runs.attrs.get("setup") != (recipe, backbone, width, str(device))
             or runs.attrs.get("data", {}).get((splits.name, splits.size)) != _data_key(splits)):
         return None
@@ -319,7 +323,7 @@ def genesis_vs_scratch(splits, recipe: Recipe = RECIPE, *, conv="3d", fractions=
     from tqdm.auto import tqdm
     from . import engine, ssl
     from .runtime import seed_everything
-    kw = {"width": width} if backbone == "cnn" and width else {}
+    kw = models.width_kw(backbone, width)
     name = f"{backbone}_{conv}"
     seed_everything(seeds[0])
     base = models.create(name, splits.n_channels, splits.n_outputs, dims=3, size=splits.size, **kw)
@@ -357,7 +361,7 @@ def augment_on_off(splits, recipe: Recipe = RECIPE, *, policy="flip", conv="3d",
     import pandas as pd
     from tqdm.auto import tqdm
     from . import augment, engine
-    kw = {"width": width} if backbone == "cnn" and width else {}
+    kw = models.width_kw(backbone, width)
     rows = []
     for aug, sd in tqdm([(a, s) for a in ("none", policy) for s in seeds], desc="3D augmentation",
                         disable=not progress):

@@ -1,8 +1,9 @@
 """The smoke profile learns: each notebook's classifiers, trained on their full smoke training set with the
 smoke profile's values and the notebook's own calls, end at test AUC >= ``mednb.params.SMOKE_MIN_AUC`` on the
 phantoms (chance: 0.5; notebook 09's models averaged over its seen hospitals), and notebook 05's 2D
-segmenters at Dice >= ``SMOKE_MIN_DICE`` (an empty prediction scores 0). The runs that stay at chance by design (1 % labels, active-learning rounds, notebook 05's 3D
-segmenters) are named in ``mednb.params`` and in the notebooks' text, and are not checked here.
+segmenters at Dice >= ``SMOKE_MIN_DICE`` (an empty prediction scores 0). The runs that stay at chance by
+design (1 % labels, active-learning rounds, notebook 05's 3D segmenters) are named in ``mednb.params`` and in
+the notebooks' text, and are not checked here.
 The 3D cases are marked ``slow`` (about 10–25 s each on one CPU core)."""
 from __future__ import annotations
 
@@ -205,8 +206,7 @@ CASES = [
     pytest.param(lambda: nb01("compare"), params.SMOKE_MIN_AUC, id="01_baseline_medmnist-COMPARE_MODELS"),
     pytest.param(lambda: nb01("3d"), params.SMOKE_MIN_AUC, id="01_baseline_medmnist-MODEL_3D", marks=slow),
     pytest.param(nb02, params.SMOKE_MIN_AUC, id="02_augmentation-MODEL-POLICIES", marks=slow),
-    pytest.param(nb02_3d, params.SMOKE_MIN_AUC, id="02_augmentation-MODEL_3D-POLICIES_3D",
-                 marks=slow),
+    pytest.param(nb02_3d, params.SMOKE_MIN_AUC, id="02_augmentation-MODEL_3D-POLICIES_3D", marks=slow),
     pytest.param(lambda: nb03("2d"), params.SMOKE_MIN_AUC, id="03_transfer_learning-MODEL-STRATEGIES", marks=slow),
     pytest.param(lambda: nb03("3d"), params.SMOKE_MIN_AUC, id="03_transfer_learning-inflated_3d", marks=slow),
     pytest.param(nb04, params.SMOKE_MIN_AUC, id="04_self_supervised-MODEL-METHODS", marks=slow),
@@ -215,7 +215,7 @@ CASES = [
     pytest.param(lambda: nb07("2d"), params.SMOKE_MIN_AUC, id="07_gradcam-MODELS"),
     pytest.param(lambda: nb07("3d"), params.SMOKE_MIN_AUC, id="07_gradcam-cnn_3d", marks=slow),
     pytest.param(nb08, params.SMOKE_MIN_AUC, id="08_3d_volumes-CONVS-genesis-AUGMENT", marks=slow),
-    pytest.param(nb09, params.SMOKE_MIN_AUC, id="09_multisite_federated-METHODS-per_site", marks=slow),
+    pytest.param(nb09, params.SMOKE_MIN_AUC, id="09_multisite_federated-METHODS-mean_site", marks=slow),
 ]
 
 
