@@ -21,9 +21,10 @@ The ``smoke`` profile shows the machinery working: each notebook runs in at most
 and every classifier trained on its full smoke training set ends at test AUC >= :data:`SMOKE_MIN_AUC`
 (0.7) on the phantoms (chance: 0.5; notebook 09: averaged over its seen hospitals); notebook 05's 2D
 segmenters reach Dice >= :data:`SMOKE_MIN_DICE` (an empty prediction scores 0).
-``tests/test_smoke_learns.py`` trains them with the smoke values. Notebooks 02 and 08, which train several
-3D models within their minute, use two-class phantoms in the smoke profile (normal vs one round lesion: a few
-hundred volume passes per model; the four classes need some 3,000). At chance by design, and said so in the
+``tests/test_smoke_learns.py`` trains them with the smoke values. The 3D classifiers of notebooks 02, 03,
+07 and 08 train on two-class phantoms in the smoke profile (normal vs one round lesion: a few hundred volume
+passes per model; the four classes need some 3,000, and at a few hundred end near chance for some seeds).
+Notebook 01's 3D baseline keeps the four classes. At chance by design, and said so in the
 notebooks: runs on 1 % of the labels (a handful of images), active-learning rounds on a few dozen labels, and
 notebook 05's 3D segmenters (a few thousand lesion voxels in all: the smoke run checks their code only).
 """

@@ -1,6 +1,7 @@
 """Tests of mednb.cam: methods (2D/3D), cross-check with pytorch-grad-cam, metrics, sanity checks."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -371,3 +372,6 @@ def test_trained_classifier_is_cached(tmp_path, monkeypatch):
     assert torch.equal(net(x.float()), net2(x.float()))
     rows = ev.localization(net, sp.test, ["gradcam"], ["features.block2"], n=3, progress=False)
     assert rows[0]["n"] <= 3 and 0 <= rows[0]["pointing_game"] <= 1
+    binary = data.load("phantom2d", counts=(32, 8, 8), n_classes=2, cache=False)  # same sizes, other classes
+    recipe = dataclasses.asdict(ev.RECIPE.replace(epochs=1, batch_size=16))
+    assert ev.checkpoint_path(binary, "cnn", seed=0, **recipe) != ev.checkpoint_path(sp, "cnn", seed=0, **recipe)

@@ -69,6 +69,8 @@ def test_bad_registry_knob_stops_mednb_run_before_any_kernel(stem, tmp_path, cap
     ("08_3d_volumes", [("PHANTOM_CLASSES", "5")], "PHANTOM_CLASSES: 5 phantom classes; valid: 2, 3, 4 (the first "
                                                   "classes of normal, round, spiculated, multifocal)"),
     ("02_augmentation", [("PHANTOM_CLASSES_3D", "1")], "PHANTOM_CLASSES_3D: 1 phantom classes; valid: 2, 3, 4"),
+    ("03_transfer_learning", [("PHANTOM_CLASSES_3D", "5")], "PHANTOM_CLASSES_3D: 5 phantom classes; valid: 2, 3, 4"),
+    ("07_gradcam", [("PHANTOM_CLASSES_3D", "0")], "PHANTOM_CLASSES_3D: 0 phantom classes; valid: 2, 3, 4"),
 ])
 def test_dataset_dependent_values_use_the_resolved_profile(stem, overrides, needle):
     with pytest.raises(params.ParamError) as e:

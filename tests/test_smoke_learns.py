@@ -90,7 +90,7 @@ def nb03(which: str) -> dict:
         ckpt = transfer.indomain_checkpoint("cnn", source, source_recipe, size=P["SIZE"], counts=P["PHANTOM_COUNTS"],
                                             stem=P["STEM"], input_size=P["INPUT_SIZE"], device="cpu", progress=False,
                                             model_kw={"width": P["WIDTH_3D"]})
-        vol = transfer.load_domain(P["DATASET_3D"], P["SIZE"], P["PHANTOM3D_COUNTS"])
+        vol = transfer.load_domain(P["DATASET_3D"], P["SIZE"], P["PHANTOM3D_COUNTS"], n_classes=P["PHANTOM_CLASSES_3D"])
         recipe3 = recipe.replace(epochs=P["EPOCHS_3D"], batch_size=min(P["BATCH_SIZE"], 16))
         return {f"cnn_3d {strategy}": transfer.run(vol, "cnn", src, strategy, recipe3, checkpoint=ckpt,
                                                    model_kw={"width": P["WIDTH_3D"]},
@@ -174,7 +174,7 @@ def nb07(which: str) -> dict:
     P = smoke("07_gradcam")
     recipe = ev.RECIPE.replace(epochs=P["EPOCHS"], batch_size=P["BATCH_SIZE"], lr=P["LR"])
     if which == "3d":
-        vols = data.load("phantom3d", P["SIZE"], counts=P["VOLUME_COUNTS"])
+        vols = data.load("phantom3d", P["SIZE"], counts=P["VOLUME_COUNTS"], n_classes=P["PHANTOM_CLASSES_3D"])
         _, info = ev.trained(vols, "cnn", recipe.replace(epochs=P["EPOCHS_3D"], batch_size=16), seed=P["SEEDS"][0],
                              device="cpu", cache=False, progress=False)
         return {"cnn 3d": info["test"]["auc"]}

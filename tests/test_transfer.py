@@ -287,6 +287,15 @@ def test_run_label_budget_and_domain_adaptation(tmp_path):
     assert res.plan.switch_epoch == 2 and len(res.history) == 4 and 0 <= res.test["auc"] <= 1
 
 
+def test_load_domain_passes_phantom_classes():
+    """A phantom domain takes ``n_classes`` (2: normal vs round lesion) and its site; the default is all four."""
+    two = transfer.load_domain("phantom3d", 28, (6, 4, 4), n_classes=2)
+    assert two.n_classes == 2 and two.task == "binary-class" and int(two.train.y.max()) <= 1
+    assert transfer.load_domain("phantom2d:1", 28, (8, 4, 4)).n_classes == 4
+    with pytest.raises(ValueError, match="sites exist for phantoms only"):
+        transfer.load_domain("breastmnist:1", 28)
+
+
 class _Seen(Exception):
     pass
 

@@ -67,22 +67,23 @@ def create(name: str, model: nn.Module, layer: str | None = None, *, size: int =
 PROFILES = {
     "smoke": dict(
         DATASET="phantom2d", SIZE=28, MODEL="cnn", MODELS=["cnn"], EPOCHS=3, BATCH_SIZE=16, LR=5e-3,
-        PHANTOM_COUNTS=[400, 100, 240], EPOCHS_3D=7, VOLUME_COUNTS=[200, 50, 40], RANDOM_LABEL_EPOCHS=4,
+        PHANTOM_COUNTS=[400, 100, 240], EPOCHS_3D=7, VOLUME_COUNTS=[200, 50, 40], PHANTOM_CLASSES_3D=2,
+        RANDOM_LABEL_EPOCHS=4,
         N_EVAL=120, N_SANITY=24, DELETION_STEPS=10, SEEDS=[0], DEVICE="auto"),
     "student": dict(
         DATASET="breastmnist", SIZE=28, MODEL="cnn", MODELS=["cnn"], EPOCHS=10, BATCH_SIZE=64,
-        LR=1e-3, PHANTOM_COUNTS=[1200, 300, 600], EPOCHS_3D=10, VOLUME_COUNTS=[400, 100, 200],
+        LR=1e-3, PHANTOM_COUNTS=[1200, 300, 600], EPOCHS_3D=10, VOLUME_COUNTS=[400, 100, 200], PHANTOM_CLASSES_3D=4,
         RANDOM_LABEL_EPOCHS=20, N_EVAL=450, N_SANITY=64, DELETION_STEPS=20, SEEDS=[0, 1, 2], DEVICE="auto"),
     "full": dict(
         DATASET="breastmnist", SIZE=28, MODEL="cnn", MODELS=["cnn", "resnet18"], EPOCHS=30, BATCH_SIZE=128,
-        LR=1e-3, PHANTOM_COUNTS=[4000, 1000, 2000], EPOCHS_3D=30, VOLUME_COUNTS=[1000, 200, 400],
+        LR=1e-3, PHANTOM_COUNTS=[4000, 1000, 2000], EPOCHS_3D=30, VOLUME_COUNTS=[1000, 200, 400], PHANTOM_CLASSES_3D=4,
         RANDOM_LABEL_EPOCHS=60, N_EVAL=1500, N_SANITY=128, DELETION_STEPS=40, SEEDS=[0, 1, 2, 3, 4],
         DEVICE="auto"),
 }
 # knobs valid only for a dataset or a registry (checked by mednb.params before anything runs);
 # the localization sections train on phantom2d and phantom3d at SIZE whatever DATASET
 CHECKS = {"DATASET": knobs.dataset(2), "SIZE": knobs.size("DATASET", fixed=("phantom2d", "phantom3d")),
-          "MODEL": knobs.model(2), "MODELS": knobs.model(2)}
+          "MODEL": knobs.model(2), "MODELS": knobs.model(2), "PHANTOM_CLASSES_3D": knobs.phantom_classes()}
 
 __all__ = ["CAM", "Explanation", "GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "REGISTRY", "PROFILES", "CHECKS",
            "register", "names", "create", "default_layer", "get_layer", "stages", "stage_shapes"]

@@ -24,6 +24,7 @@ def checkpoint_path(splits, model: str, **cfg):
     """``cache_root()/checkpoints/cam/<dataset>_<model>_<hash of the configuration>.pt``."""
     from ..runtime import cache_dir
     key = dict(dataset=splits.name, size=splits.size, model=model, n=[len(splits.train), len(splits.val)],
+               classes=[str(c) for c in splits.labels.values()],
                meta={k: v for k, v in splits.meta.items() if isinstance(v, (int, float, str, list, tuple))}, **cfg)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cache_dir("checkpoints", "cam") / f"{splits.name}_{splits.size}_{model}_{digest}.pt"

@@ -36,7 +36,7 @@ from .unetpp import UNet, UNetPlusPlus, pruned, widths
 PROFILES = {
     "smoke": dict(DATA_2D="phantom2d", EM_DIR="", SIZE=28, COUNTS_2D=[64, 24, 32], COUNTS_3D=[16, 6, 8],
                   EM_SPLIT=[20, 4, 6], CROP=0, SAMPLES_PER_EPOCH=32, WIDTH=8, DEPTH=3, WIDTH_3D=4, DEPTH_3D=2,
-                  EPOCHS=4, EPOCHS_3D=3, BATCH_SIZE=8, LR=5e-3, AUGMENT="none", SEEDS=[0], N_LABELLED=[1, 3, 0],
+                  EPOCHS=6, EPOCHS_3D=3, BATCH_SIZE=8, LR=5e-3, AUGMENT="none", SEEDS=[0], N_LABELLED=[1, 3, 0],
                   EPOCHS_LABEL=3, PRETRAIN_EPOCHS=2, DEVICE="auto"),
     "student": dict(DATA_2D="em", EM_DIR="", SIZE=28, COUNTS_2D=[600, 150, 300], COUNTS_3D=[64, 16, 32],
                     EM_SPLIT=[20, 4, 6], CROP=64, SAMPLES_PER_EPOCH=128, WIDTH=8, DEPTH=4, WIDTH_3D=8, DEPTH_3D=2,

@@ -19,12 +19,13 @@ def domain_spec(name: str, site: int = 0) -> str:
     return f"{name}:{int(site)}" if str(name).lower() in data.PHANTOMS else str(name).lower()
 
 
-def load_domain(spec: str, size: int = 28, counts=None, seed: int = 0) -> Splits:
-    """Load ``name[:site]`` through :func:`mednb.data.load` (``counts``/``site`` for phantoms only).
+def load_domain(spec: str, size: int = 28, counts=None, seed: int = 0, n_classes: int = 4) -> Splits:
+    """Load ``name[:site]`` through :func:`mednb.data.load` (``counts``/``site``/``n_classes`` — 2: normal vs
+    round lesion, up to 4 — for phantoms only; a MedMNIST set keeps its own classes).
     A missing MedMNIST file raises the data layer's :class:`~mednb.data.DataNotFound`."""
     name, site = parse_domain(spec)
     if name in data.PHANTOMS:
-        return data.load(name, size, counts=counts, site=site, seed=seed)
+        return data.load(name, size, counts=counts, site=site, seed=seed, n_classes=n_classes)
     if site:
         raise ValueError(f"{spec!r}: sites exist for phantoms only")
     return data.load(name, size)

@@ -10,7 +10,8 @@ PROFILES = {
         LABEL_FRACTIONS=[0.01, 0.1, 1.0], SEEDS=[0], EPOCHS=4, MIN_STEPS=4, BATCH_SIZE=16, LR=5e-3,
         BODY_LR_MULT=0.1, FREEZE_STAGES=2, HEAD_EPOCHS=1,
         TRANSFUSION_MODELS=["cnn", "resnet18"], TRANSFUSION_SOURCE="indomain", TRANSFUSION_FRACTION=0.1,
-        DATASET_3D="phantom3d", PHANTOM3D_COUNTS=[200, 32, 64], WIDTH_3D=8, EPOCHS_3D=7, LABEL_FRACTION_3D=1.0,
+        DATASET_3D="phantom3d", PHANTOM3D_COUNTS=[200, 32, 64], PHANTOM_CLASSES_3D=2, WIDTH_3D=8, EPOCHS_3D=7,
+        LABEL_FRACTION_3D=1.0,
         SHIFT_SOURCE="phantom2d:0", SHIFT_TARGETS=["phantom2d:1", "phantom2d:3"], TARGET_LABELS=[0, 16],
         EMBEDDING="pca", DEVICE="auto"),
     "student": dict(
@@ -21,7 +22,7 @@ PROFILES = {
         BODY_LR_MULT=0.1, FREEZE_STAGES=2, HEAD_EPOCHS=3,
         TRANSFUSION_MODELS=["cnn", "resnet18"], TRANSFUSION_SOURCE="indomain",  # ResNet-50: full
         TRANSFUSION_FRACTION=0.1,
-        DATASET_3D="adrenalmnist3d", PHANTOM3D_COUNTS=[400, 100, 200], WIDTH_3D=16, EPOCHS_3D=6,
+        DATASET_3D="adrenalmnist3d", PHANTOM3D_COUNTS=[400, 100, 200], PHANTOM_CLASSES_3D=4, WIDTH_3D=16, EPOCHS_3D=6,
         LABEL_FRACTION_3D=0.25,
         SHIFT_SOURCE="phantom2d:0", SHIFT_TARGETS=["phantom2d:1", "phantom2d:3"],
         TARGET_LABELS=[0, 8, 64], EMBEDDING="tsne", DEVICE="auto"),
@@ -34,7 +35,7 @@ PROFILES = {
         LR=1e-3, BODY_LR_MULT=0.1, FREEZE_STAGES=2, HEAD_EPOCHS=10,
         TRANSFUSION_MODELS=["cnn", "resnet18", "resnet50"], TRANSFUSION_SOURCE="imagenet",
         TRANSFUSION_FRACTION=1.0,
-        DATASET_3D="adrenalmnist3d", PHANTOM3D_COUNTS=[400, 100, 200], WIDTH_3D=32, EPOCHS_3D=50,
+        DATASET_3D="adrenalmnist3d", PHANTOM3D_COUNTS=[400, 100, 200], PHANTOM_CLASSES_3D=4, WIDTH_3D=32, EPOCHS_3D=50,
         LABEL_FRACTION_3D=1.0,
         SHIFT_SOURCE="organamnist", SHIFT_TARGETS=["organcmnist", "organsmnist"],
         TARGET_LABELS=[0, 10, 100, 1000], EMBEDDING="tsne", DEVICE="auto"),
@@ -46,4 +47,5 @@ CHECKS = {"DATASET": knobs.dataset(2), "SITE": knobs.site("DATASET"), "SOURCE_DA
           "SIZE": knobs.size("DATASET", "SOURCE_DATASET", "DATASET_3D", "SHIFT_SOURCE", "SHIFT_TARGETS"),
           "MODEL": knobs.transfer_model(), "TRANSFUSION_MODELS": knobs.transfer_model(), "STEM": knobs.stem(),
           "SOURCES": knobs.transfer_source(), "TRANSFUSION_SOURCE": knobs.transfer_source(),
-          "STRATEGIES": knobs.transfer_strategy(), "EMBEDDING": knobs.embedding()}
+          "STRATEGIES": knobs.transfer_strategy(), "EMBEDDING": knobs.embedding(),
+          "PHANTOM_CLASSES_3D": knobs.phantom_classes()}
