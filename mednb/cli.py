@@ -7,6 +7,7 @@
     mednb bench ...            (benchmarks, see ``mednb bench --help``)
     mednb report DIR           (a sweep folder's results.csv and leaderboard.md / .html)
     mednb sweep SPEC --out DIR [--executor local|ray|slurm] ...   (see ``mednb sweep --help``)
+    mednb cache [list | prune [--dry-run]]   (checkpoints and phantoms in the cache root)
 
 User errors (a bad parameter, a missing or corrupt file, an unknown name) print one clear
 message, no traceback, and exit with status 2; ``run`` and ``sweep`` exit 1 when a notebook or unit failed.
@@ -21,7 +22,7 @@ from .params import PROFILES, ParamError
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mednb", description="mednb: MedMNIST teaching-and-benchmarking workbook")
-    sub = ap.add_subparsers(dest="cmd", metavar="{run,data,bench,report,sweep}")
+    sub = ap.add_subparsers(dest="cmd", metavar="{run,data,bench,report,sweep,cache}")
     sub.required = True
 
     r = sub.add_parser("run", help="execute notebooks with papermill and collect their results",
@@ -59,6 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help=sweep_command.HELP, description=sweep_command.DESCRIPTION)
     sweep_command.add_arguments(sw)
 
+    c = sub.add_parser("cache", help="list the cache root, or prune what the installed mednb no longer reads",
+                       description="The cache root holds checkpoints per mednb code version, phantom arrays per "
+                                   "generator version and notebook 10's sweep folders. 'list' (default) shows each "
+                                   "group and whether the installed mednb reads it; 'prune' deletes the stale "
+                                   "checkpoints and phantoms (sweep folders are kept).")
+    cs = c.add_subparsers(dest="cache_cmd", metavar="{list,prune}")
+    cs.add_parser("list", help="every group of cache files: version, files, size, current or stale")
+    pr = cs.add_parser("prune", help="delete checkpoints of other code versions, phantoms of other generators and "
+                                     "temp files of writes interrupted over an hour ago")
+    pr.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+
     sub.add_parser("bench", help="benchmarks (mednb.bench)", add_help=False, prefix_chars="\0").add_argument(
         "rest", nargs=argparse.REMAINDER)
     return ap
@@ -75,8 +87,8 @@ def data_list() -> int:
         sizes = data.valid_sizes(key)
         if key in data.PHANTOMS:
             task, k = "multi-class", 4
-            cached = sorted({int(p.name.split("_")[1]) for p in (root / "phantoms").glob(f"{key}_*.npz")}) \
-                if (root / "phantoms").is_dir() else []
+            found = (data.cache_root() / "phantoms").glob(f"{key}_*_g{data.phantom_generator()}.npz")
+            cached = sorted({int(p.name.split("_")[1]) for p in found})
             present = "built-in" + (f" (cached {','.join(map(str, cached))})" if cached else "")
         else:
             task, k = INFO[key]["task"], len(INFO[key]["label"])
@@ -118,6 +130,37 @@ def data_verify() -> int:
     return 1 if bad else 0
 
 
+# ----------------------------------------------------------------------------- cache
+def cache_list() -> int:
+    from . import cache
+    from .data import phantom_generator
+    from .runtime import cache_root, code_version
+    rows = cache.entries()
+    print(f"cache root: {cache_root()} (code version {code_version()}, phantom generator {phantom_generator()})")
+    if not rows:
+        print("empty")
+        return 0
+    print(f"{'what':<36} {'version':<12} {'files':>6} {'size':>9}  state")
+    for e in rows:
+        state = f"stale: {e.why}" if e.stale else "kept (results)" if e.why == "results" else "current"
+        print(f"{e.what:<36} {e.version or '-':<12} {e.n_files:>6} {cache.human(e.nbytes):>9}  {state}")
+    stale = [e for e in rows if e.stale]
+    if stale:
+        print(f"{cache.human(sum(e.nbytes for e in stale))} stale: `mednb cache prune` deletes it")
+    return 0
+
+
+def cache_prune(dry_run: bool) -> int:
+    from . import cache
+    stale = cache.prune(dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for e in stale:
+        print(f"{verb} {e.what} {e.version or '-'} ({e.why}): {e.n_files} files, {cache.human(e.nbytes)}")
+    print(f"{verb} {cache.human(sum(e.nbytes for e in stale))} in {len(stale)} stale groups" if stale
+          else "nothing stale in the cache root")
+    return 0
+
+
 # ----------------------------------------------------------------------------- bench
 def bench(rest: list[str]) -> int:
     try:
@@ -150,6 +193,8 @@ def main(argv=None) -> int:
             return data_verify()
         if args.cmd == "bench":
             return bench(args.rest)
+        if args.cmd == "cache":
+            return cache_prune(args.dry_run) if args.cache_cmd == "prune" else cache_list()
         if args.cmd == "sweep":
             from .sweep import command as sweep_command
             return sweep_command.run(args)

@@ -1,6 +1,8 @@
 """Seeds, devices and the environment record (one seed API for the whole package)."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import platform
 import random
@@ -57,6 +59,34 @@ def cache_root() -> Path:
 def cache_dir(*parts: str) -> Path:
     """A folder under :func:`cache_root`, e.g. ``cache_dir("checkpoints", "ssl")`` (not created here)."""
     return cache_root().joinpath(*parts)
+
+
+def source_hash(files, root: Path | None = None) -> str:
+    """10 hex digits of SHA-1 over the bytes of ``files``, in the order given (with each file's path relative
+    to ``root`` when given, so that a renamed module changes the hash too)."""
+    h = hashlib.sha1()
+    for f in map(Path, files):
+        if root is not None:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()[:10]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The version of mednb's own code: :func:`source_hash` of every ``*.py`` file of the installed package.
+
+    Trained checkpoints are cached per code version (:func:`checkpoint_dir`), so a model is reloaded only
+    by the code that trained it: a changed engine, model or pretext task retrains instead of reusing a
+    checkpoint it could not have produced."""
+    pkg = Path(__file__).resolve().parent
+    return source_hash(sorted(pkg.rglob("*.py")), root=pkg)
+
+
+def checkpoint_dir(kind: str) -> Path:
+    """``cache_root()/checkpoints/<kind>/<code_version()>``: where the weights one topic trains are cached
+    (``kind``: ssl, seg, cam, transfer, active). Not created here."""
+    return cache_dir("checkpoints", kind, code_version())
 
 
 def check_name(name, valid, what: str) -> str:
@@ -149,4 +179,4 @@ def env_info(device: str | torch.device = "auto") -> dict:
     return {"versions": versions(), "device": str(dev), "device_name": device_name(dev),
             "cuda": torch.version.cuda, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "commit": git_commit()}
+            "commit": git_commit(), "code_version": code_version()}

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mednb import active, data, engine, models
+from mednb.runtime import code_version
 
 RECIPE = engine.Recipe(epochs=1, batch_size=16, lr=2e-3)
 FAST = dict(model=active.ModelSpec("cnn", dropout=0.3), scoring=active.Scoring(mc_samples=3, aift_copies=3))
@@ -259,7 +260,7 @@ def test_indomain_source_loads_notebook03_weights_from_another_domain_only(tiny,
         active.pretrained(tiny, "indomain")
     other = transfer.indomain_checkpoint("cnn", "phantom2d:2", one, seed=1, **kw)
     transfer.indomain_checkpoint("cnn", "phantom2d:1", one, model_kw={"width": 8}, **kw)  # newest, but does not fit
-    assert same.parent == other.parent == data_root / "checkpoints" / "transfer"
+    assert same.parent == other.parent == data_root / "checkpoints" / "transfer" / code_version()
     state, desc = active.pretrained(tiny, "indomain")
     assert "phantom2d:2" in desc and other.name in desc
     src = torch.load(other, map_location="cpu", weights_only=True)["state_dict"]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mednb import cli, data, phantoms
+from mednb.runtime import code_version
 
 
 def _link(src, root, name=None):
@@ -244,7 +245,7 @@ def test_read_only_data_root_is_never_written(tmp_path, monkeypatch):
         assert sp.path.parent == tmp_path / "cache" / "phantoms" and sp.path.exists()
         net, info = ev.trained(sp, "cnn", engine.Recipe(epochs=1, batch_size=8), device="cpu", progress=False,
                                model_kw={"width": 4})
-        assert info["path"].parent == tmp_path / "cache" / "checkpoints" / "cam"
+        assert info["path"].parent == tmp_path / "cache" / "checkpoints" / "cam" / code_version()
         assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
     finally:
         root.chmod(0o755)

@@ -8,6 +8,7 @@ import torch
 from mednb import engine, models, seg
 from mednb.data import DataNotFound
 from mednb.seg import UNetPlusPlus, pruned
+from mednb.runtime import checkpoint_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 EM = SHARED / "isbi2012_em_membrane"
@@ -221,14 +222,14 @@ def test_train_and_pretrain_on_tiny_phantom(tmp_path, monkeypatch):
     recipe = seg.RECIPE.replace(epochs=1)
     kw = dict(model_kw=dict(width=4, depth=2), progress=False, device="cpu")
     net = seg.pretrain_restoration(s, "unet", None, recipe, **kw)
-    ckpts = list((tmp_path / "checkpoints" / "seg").glob("*.pt"))
+    ckpts = list(checkpoint_dir("seg").glob("*.pt"))
     assert len(ckpts) == 1
     again = seg.pretrain_restoration(s, "unet", None, recipe, **kw)  # cache hit: same weights, no new file
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
     seg.pretrain_restoration(s, "unet", None, recipe.replace(lr=3e-3), **kw)  # other lr: a miss, a second file
-    assert len(list((tmp_path / "checkpoints" / "seg").glob("*.pt"))) == 2
+    assert len(list(checkpoint_dir("seg").glob("*.pt"))) == 2
     seg.pretrain_restoration(s, "unet", None, recipe.replace(optimizer="adamw"), **kw)  # other optimizer: a miss
-    assert len(list((tmp_path / "checkpoints" / "seg").glob("*.pt"))) == 3
+    assert len(list(checkpoint_dir("seg").glob("*.pt"))) == 3
     r = seg.train(s, "unetpp", recipe.replace(batch_size=4), model_kw=dict(width=4, depth=2, deep_supervision=True),
                   init=net, train_idx=idx, samples_per_epoch=8, progress=False, device="cpu")
     assert set(r.test) >= {"dice", "iou", "dice_image", "iou_image"} and 0 <= r.test["iou"] <= 1

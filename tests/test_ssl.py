@@ -10,6 +10,7 @@ import torch
 
 from mednb import data, models
 from mednb import ssl as S
+from mednb.runtime import code_version
 from mednb.ssl import genesis as G
 from mednb.ssl.deepcluster import fill_empty_clusters
 from mednb.ssl.jigsaw import Jigsaw, min_hamming, permutation_set, tiles, validate_permutations
@@ -212,7 +213,7 @@ def test_checkpoint_cache_hit_and_miss(tmp_path, monkeypatch):
     kw = dict(epochs=1, batch_size=4, lr=1e-3, progress=False, dataset="toy", all_rotations=False)
     r1 = S.pretrain("rotation", _model(), x, **kw)
     assert not r1.cached and r1.checkpoint.exists()
-    assert r1.checkpoint.parent == tmp_path / "checkpoints" / "ssl"
+    assert r1.checkpoint.parent == tmp_path / "checkpoints" / "ssl" / code_version()
     assert r1.checkpoint.name.startswith("rotation_toy_cnn_")
     r2 = S.pretrain("rotation", _model(), x, **kw)  # fresh weights, reloaded from the cache
     assert r2.cached and r2.checkpoint == r1.checkpoint and r2.history == r1.history
@@ -225,7 +226,7 @@ def test_checkpoint_cache_hit_and_miss(tmp_path, monkeypatch):
     assert not r4.cached and r4.checkpoint != r1.checkpoint
     r5 = S.pretrain("rotation", _model(), _images(8, 16, seed=1), **kw)  # other data: a miss
     assert not r5.cached and r5.checkpoint != r1.checkpoint
-    assert len(list((tmp_path / "checkpoints" / "ssl").glob("*.pt"))) == 3
+    assert len(list(S.checkpoint_dir().glob("*.pt"))) == 3
 
 
 @pytest.mark.parametrize("dims,size", [(2, 28), (2, 16), (3, 16)])

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torchvision
 
 from mednb import data, engine, models, transfer
+from mednb.runtime import code_version
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +120,7 @@ def test_discriminative_learning_rates_and_epochs_for():
 def test_indomain_weights_round_trip(tmp_path):
     path = transfer.indomain_checkpoint("cnn", "phantom2d:1", ONE_EPOCH, counts=(16, 8, 8), progress=False,
                                         device="cpu")
-    assert path.parent == tmp_path / "data" / "checkpoints" / "transfer"
+    assert path.parent == tmp_path / "data" / "checkpoints" / "transfer" / code_version()
     info = transfer.checkpoint_info(path)
     assert info["recipe"]["source"] == "phantom2d:1" and 0 <= info["test_auc"] <= 1
     mtime = path.stat().st_mtime_ns
@@ -253,9 +254,9 @@ def test_ssl_source_skips_cleanly_then_loads_a_notebook04_checkpoint(tiny, tmp_p
 
     torch.manual_seed(5)
     obj = Pretext()
-    engine.save_checkpoint(models.create("cnn", 1, 4, width=8), tmp_path / "data" / "checkpoints" / "ssl" /
-                           "rotation_other_cnn_0.pt")  # does not fit: skipped
-    engine.save_checkpoint(obj, tmp_path / "data" / "checkpoints" / "ssl" / "rotation_phantom2d_cnn_1.pt")
+    folder = tmp_path / "data" / "checkpoints" / "ssl" / code_version()
+    engine.save_checkpoint(models.create("cnn", 1, 4, width=8), folder / "rotation_other_cnn_0.pt")  # does not fit
+    engine.save_checkpoint(obj, folder / "rotation_phantom2d_cnn_1.pt")
     net = transfer.build("cnn", tiny, "ssl")
     assert torch.equal(net.features.block3[0].weight, obj.model.features.block3[0].weight)
 
@@ -265,7 +266,7 @@ def test_a_real_ssl_pretrain_checkpoint_is_found_and_loaded(tiny, tmp_path):
     enc = models.create("cnn", 1, 4)
     r = ssl.pretrain("rotation", enc, tiny.train.x[:16], epochs=1, batch_size=8, lr=1e-3, device="cpu",
                      progress=False, dataset=tiny.name)
-    assert r.checkpoint.parent == tmp_path / "data" / "checkpoints" / "ssl"
+    assert r.checkpoint.parent == tmp_path / "data" / "checkpoints" / "ssl" / code_version()
     assert transfer.ssl_checkpoint(transfer.create2d("cnn", 1, 4), tiny.name) == r.checkpoint
     net = transfer.build("cnn", tiny, "ssl", seed=1)
     own = net.state_dict()

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from .. import engine
 from ..data import Splits
-from ..runtime import cache_dir
+from ..runtime import checkpoint_dir
 
 PRETRAIN_SOURCES = ("none", "auto", "ssl", "indomain", "site")
 
@@ -51,11 +51,11 @@ def pretrained(splits: Splits, source: str = "auto", *, model: str = "cnn", epoc
     """A pre-trained encoder for ``splits`` → ``(state_dict or None, description)``.
 
     source: ``"ssl"`` — self-supervised rotation pretext (:mod:`mednb.ssl`, notebook 04) on the pool
-    images only (no labels), cached in ``cache_root()/checkpoints/ssl``; ``"indomain"`` — notebook 03's
+    images only (no labels), cached in ``checkpoint_dir("ssl")``; ``"indomain"`` — notebook 03's
     supervised in-domain checkpoint (``transfer.indomain_for``: newest fitting one trained on another
     domain, never on the target's own labels; :class:`mednb.transfer.SourceUnavailable` if none);
     ``"site"`` — phantoms only: in-domain supervised weights from another scanner site (site 1), cached
-    in ``cache_root()/checkpoints/active``; ``"auto"`` — ssl; ``"none"``.
+    in ``checkpoint_dir("active")``; ``"auto"`` — ssl; ``"none"``.
     epochs, batch_size, lr: the ssl pretext training (Adam + cosine, :func:`mednb.ssl.pretrain`) or
     the site model's supervised training (:func:`mednb.engine.fit` with a :class:`~mednb.engine.Recipe`
     of these values).
@@ -97,7 +97,7 @@ def _site(net: nn.Module, splits: Splits, model: str, recipe: engine.Recipe, dev
     if not splits.name.startswith("phantom"):
         raise ValueError("source='site' needs a phantom dataset (another scanner site of the same phantom)")
     from .. import data
-    path = (cache_dir("checkpoints", "active") /
+    path = (checkpoint_dir("active") /
             f"{splits.name}_site1_{model}_s{splits.size}_e{recipe.epochs}_seed{seed}.pt")
     if path.exists():
         engine.load_checkpoint(net, path)

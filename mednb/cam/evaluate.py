@@ -1,7 +1,7 @@
 """Cached classifiers for notebook 07 and the localization table on phantoms.
 
 :func:`trained` trains a classifier with :func:`mednb.engine.train` once and caches its weights
-in ``cache_root()/checkpoints/cam/`` (re-runs load them in a second). :func:`localization` scores
+in ``cache_root()/checkpoints/cam/<code version>/`` (re-runs load them in a second). :func:`localization` scores
 every (method, layer) pair with the pointing game and the energy inside the lesion mask.
 """
 from __future__ import annotations
@@ -21,13 +21,13 @@ RECIPE = Recipe(epochs=8, batch_size=64)
 
 
 def checkpoint_path(splits, model: str, **cfg):
-    """``cache_root()/checkpoints/cam/<dataset>_<model>_<hash of the configuration>.pt``."""
-    from ..runtime import cache_dir
+    """``checkpoint_dir("cam")/<dataset>_<size>_<model>_<hash of the configuration>.pt``."""
+    from ..runtime import checkpoint_dir
     key = dict(dataset=splits.name, size=splits.size, model=model, n=[len(splits.train), len(splits.val)],
                classes=[str(c) for c in splits.labels.values()],
                meta={k: v for k, v in splits.meta.items() if isinstance(v, (int, float, str, list, tuple))}, **cfg)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return cache_dir("checkpoints", "cam") / f"{splits.name}_{splits.size}_{model}_{digest}.pt"
+    return checkpoint_dir("cam") / f"{splits.name}_{splits.size}_{model}_{digest}.pt"
 
 
 def trained(splits, model: str = "cnn", recipe=None, *, seed: int = 0, device="auto", cache: bool = True,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .. import engine, models
 from ..data import Split, Splits
-from ..runtime import cache_dir, seed_everything
+from ..runtime import checkpoint_dir, seed_everything
 from .data import center_crop, random_crop
 from .metrics import DiceCELoss, eval_fn, evaluate
 from .models import create
@@ -134,14 +134,15 @@ def pretrain_restoration(splits: Splits, model: str = "unet", x_unlabeled: torch
     (there is no validation score, so ``recipe.select`` is ignored): the augmentation policy crops,
     corrupts and hands the clean crop to the loss as its target. Returns the network; its
     ``encoder`` initialises a segmenter (``train(..., init=net)``). Cached in
-    ``cache_root()/checkpoints/seg/`` (key: :func:`_restoration_key`); ``cache=False`` always retrains.
+    ``cache_root()/checkpoints/seg/<code version>/`` (key: :func:`_restoration_key`); ``cache=False``
+    always retrains.
     """
     from ..ssl import genesis
     recipe = (RECIPE if recipe is None else recipe).replace(select="last")
     x = splits.train.x if x_unlabeled is None else x_unlabeled
     kw = dict(model_kw or {})
     key = _restoration_key(splits, model, kw, x, recipe, crop, samples_per_epoch, seed)
-    path = cache_dir("checkpoints", "seg") / f"{key}.pt"
+    path = checkpoint_dir("seg") / f"{key}.pt"
     seed_everything(seed)
     net = create(model, x.shape[1], 1, dims=x.ndim - 2, **kw)
     if cache and path.exists():

@@ -18,10 +18,11 @@ each, over :class:`mednb.ssl.base.Pretext`):
  deepcluster    clustering                  Caron et al., ECCV 2018
 =============  ==========================  ===============================================
 
-Checkpoints are cached in ``cache_root()/checkpoints/ssl/`` under a key of (method, dataset,
-model name, input shape, data fingerprint, training parameters, method keywords): a second call
-reloads instead of retraining; ``force=True`` retrains. The evaluation helpers (linear probe,
-fine-tuning at label fractions vs scratch, kNN monitor) are in :mod:`mednb.ssl.evaluation`.
+Checkpoints are cached in ``cache_root()/checkpoints/ssl/<code version>/`` under a key of (method,
+dataset, model name, input shape, data fingerprint, training parameters, method keywords): a second
+call with the same mednb code reloads instead of retraining; ``force=True`` retrains. The evaluation
+helpers (linear probe, fine-tuning at label fractions vs scratch, kNN monitor) are in
+:mod:`mednb.ssl.evaluation`.
 """
 from __future__ import annotations
 
@@ -121,8 +122,9 @@ def fingerprint(x: torch.Tensor) -> str:
 
 
 def checkpoint_dir() -> Path:
-    from ..runtime import cache_dir
-    return cache_dir("checkpoints", "ssl")
+    """``cache_root()/checkpoints/ssl/<code version>/`` (:func:`mednb.runtime.checkpoint_dir`)."""
+    from ..runtime import checkpoint_dir as _dir
+    return _dir("ssl")
 
 
 def checkpoint_path(meta: dict) -> Path:
@@ -172,7 +174,7 @@ def pretrain(method: str, model: nn.Module, x_unlabeled_uint8: torch.Tensor, *, 
     x_unlabeled_uint8: (N,C,S,S) or (N,C,S,S,S) — training images only, labels never used.
     Adam + cosine schedule; batches of ``batch_size`` (a last batch of < 2 is dropped).
     knn: optional ``(x_bank, y_bank, x_query, y_query)`` (:func:`knn_monitor`) → ``knn_acc`` per epoch.
-    cache/force: reload ``cache_root()/checkpoints/ssl/<key>.pt`` when present unless ``force``.
+    cache/force: reload ``checkpoint_dir()/<key>.pt`` when present unless ``force``.
     method_kw: the method's own options (e.g. ``grid``, ``n_perms`` for jigsaw; ``tau`` for byol).
     """
     key = _check(method)

@@ -20,7 +20,7 @@ ResNet weights through the weights API: read from the torch hub cache
 ``$TORCH_HOME/hub/checkpoints`` when present, else downloaded; offline without the file →
 :class:`WeightsNotFound` with the numbered fix); ``indomain`` (a mednb model trained with labels
 on another MedMNIST set or phantom site, saved with ``engine.save_checkpoint`` under
-``cache_root()/checkpoints/transfer/`` and reloaded); ``ssl`` (a checkpoint of notebook 04 in
+``cache_root()/checkpoints/transfer/<code version>/`` and reloaded); ``ssl`` (a checkpoint of notebook 04 in
 :func:`mednb.ssl.checkpoint_dir`; :class:`SourceUnavailable` when there is none).
 
 Input adaptation, stated once:

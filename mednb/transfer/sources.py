@@ -11,8 +11,7 @@ import torch
 import torch.nn as nn
 
 from .. import engine, ssl
-from ..runtime import cache_dir
-from ..runtime import check_name, seed_everything
+from ..runtime import check_name, checkpoint_dir, seed_everything
 from .domain import load_domain, parse_domain
 from .networks import body_state, create2d
 from .strategies import RECIPE
@@ -26,8 +25,8 @@ SOURCES = {
 
 
 def indomain_dir() -> Path:
-    """The folder of the in-domain source checkpoints: ``cache_root()/checkpoints/transfer/``."""
-    return cache_dir("checkpoints", "transfer")
+    """The folder of the in-domain source checkpoints: ``cache_root()/checkpoints/transfer/<code version>/``."""
+    return checkpoint_dir("transfer")
 
 
 class SourceUnavailable(RuntimeError):
