@@ -6,7 +6,7 @@ The cache root (:func:`mednb.runtime.cache_root`) holds:
   active). Only the folder of the installed :func:`~mednb.runtime.code_version` is read, so the other
   folders are weights of older (or newer) mednb code: stale here, removed by :func:`prune`.
 - ``phantoms/<name>_…_g<generator>.npz`` — phantom arrays. Only files of the installed
-  :func:`~mednb.data.phantom_generator` are read; the others are stale.
+  :func:`phantom_generator` are read; the others are stale.
 - ``sweeps/<spec>-<hash>/`` — notebook 10's sweep folders: results, listed but never pruned.
 
 Files are written atomically through a hidden temp file (``.<name>.<random>``); one older than an hour was
@@ -16,17 +16,34 @@ Everything except the sweeps is regenerated on demand, so pruning only costs ret
 """
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runtime import cache_root, code_version
+from . import phantoms
+from .runtime import cache_root, code_version, source_hash
 
 _GENERATOR = re.compile(r"_g([0-9a-f]+)\.npz$")
 #: a hidden file (``.<name>.<random>``: an atomic write's temp file) this old was left by a killed process
 ORPHAN_AFTER_S = 3600.0
+
+
+def phantom_path(name: str, size: int, counts, site: int, seed: int, n_classes: int,
+                 root: Path | None = None) -> Path:
+    """The cached arrays of one phantom: ``<root or cache_root()>/phantoms/<name>_…_g<generator>.npz``, where
+    ``<generator>`` is :func:`phantom_generator` (a changed generator never reloads old arrays)."""
+    root = Path(root) if root is not None else cache_root()
+    c = "-".join(str(int(n)) for n in counts)
+    return root / "phantoms" / f"{name}_{size}_site{site}_seed{seed}_k{n_classes}_n{c}_g{phantom_generator()}.npz"
+
+
+@functools.lru_cache(maxsize=1)
+def phantom_generator() -> str:
+    """The version of the phantom generator: :func:`mednb.runtime.source_hash` of :mod:`mednb.phantoms`."""
+    return source_hash([phantoms.__file__])
 
 
 @dataclass
@@ -62,7 +79,6 @@ def _split(files: list[Path], now: float) -> tuple[list[Path], list[Path]]:
 def entries(root: str | Path | None = None) -> list[Entry]:
     """Every group of files in the cache ``root`` (default :func:`~mednb.runtime.cache_root`), in a fixed
     order: checkpoints by kind and version, phantoms by generator, sweep folders."""
-    from .data import phantom_generator
     root = Path(root) if root is not None else cache_root()
     now, out = time.time(), []
     ck = root / "checkpoints"
@@ -120,4 +136,4 @@ def human(n: float) -> str:
             return f"{n:.1f} {unit}"
 
 
-__all__ = ["Entry", "entries", "prune", "human", "ORPHAN_AFTER_S"]
+__all__ = ["Entry", "entries", "prune", "human", "phantom_path", "phantom_generator", "ORPHAN_AFTER_S"]

@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- data
 def data_list() -> int:
     from . import data
+    from .cache import phantom_generator
     from medmnist import INFO
     root = data.data_root()
     print(f"data root: {root}")
@@ -87,7 +88,7 @@ def data_list() -> int:
         sizes = data.valid_sizes(key)
         if key in data.PHANTOMS:
             task, k = "multi-class", 4
-            found = (data.cache_root() / "phantoms").glob(f"{key}_*_g{data.phantom_generator()}.npz")
+            found = (data.cache_root() / "phantoms").glob(f"{key}_*_g{phantom_generator()}.npz")
             cached = sorted({int(p.name.split("_")[1]) for p in found})
             present = "built-in" + (f" (cached {','.join(map(str, cached))})" if cached else "")
         else:
@@ -133,10 +134,9 @@ def data_verify() -> int:
 # ----------------------------------------------------------------------------- cache
 def cache_list() -> int:
     from . import cache
-    from .data import phantom_generator
     from .runtime import cache_root, code_version
     rows = cache.entries()
-    print(f"cache root: {cache_root()} (code version {code_version()}, phantom generator {phantom_generator()})")
+    print(f"cache root: {cache_root()} (code version {code_version()}, phantom generator {cache.phantom_generator()})")
     if not rows:
         print("empty")
         return 0

@@ -6,7 +6,6 @@ labels (N,L) int64, the task type and the class names. Files live in one data ro
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
@@ -19,8 +18,8 @@ import numpy as np
 import torch
 
 from . import phantoms
+from .cache import phantom_path
 from .runtime import cache_dir, cache_root, data_root, repo_root  # noqa: F401  (re-exported)
-from .runtime import source_hash
 
 PHANTOMS = {"phantom2d": 2, "phantom3d": 3}
 SIZES_2D = (28, 64, 128, 224)
@@ -275,21 +274,6 @@ def atomic_savez(path: Path, arrays: dict, compressed: bool = True) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def phantom_path(name: str, size: int, counts, site: int, seed: int, n_classes: int,
-                 root: Path | None = None) -> Path:
-    """The cached arrays of one phantom: ``<root or cache_root()>/phantoms/<name>_…_g<generator>.npz``, where
-    ``<generator>`` is :func:`phantom_generator` (a changed generator never reloads old arrays)."""
-    root = Path(root) if root is not None else cache_root()
-    c = "-".join(str(int(n)) for n in counts)
-    return root / "phantoms" / f"{name}_{size}_site{site}_seed{seed}_k{n_classes}_n{c}_g{phantom_generator()}.npz"
-
-
-@functools.lru_cache(maxsize=1)
-def phantom_generator() -> str:
-    """The version of the phantom generator: :func:`mednb.runtime.source_hash` of :mod:`mednb.phantoms`."""
-    return source_hash([phantoms.__file__])
 
 
 def _load_phantom(key, size, root, counts, site, seed, n_classes, cache):

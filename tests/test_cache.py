@@ -46,8 +46,8 @@ def test_a_checkpoint_is_reloaded_only_by_the_code_that_trained_it(tmp_path, mon
 def test_phantoms_are_regenerated_when_the_generator_changes(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
     s = data.load("phantom2d", counts=(8, 4, 4))
-    assert s.path.name.endswith(f"_g{data.phantom_generator()}.npz") and s.path.exists()
-    monkeypatch.setattr(data, "phantom_generator", lambda: "feedbeef00")
+    assert s.path.name.endswith(f"_g{cache.phantom_generator()}.npz") and s.path.exists()
+    monkeypatch.setattr(cache, "phantom_generator", lambda: "feedbeef00")
     s2 = data.load("phantom2d", counts=(8, 4, 4))
     assert s2.path != s.path and s2.path.name.endswith("_gfeedbeef00.npz") and s2.path.exists()
     assert torch.equal(s.train.x, s2.train.x)  # same generator code here, so the same arrays
@@ -76,7 +76,7 @@ def _tree(root, current_gen):
 
 
 def test_entries_and_prune_keep_what_the_installed_code_reads(tmp_path):
-    gen = data.phantom_generator()
+    gen = cache.phantom_generator()
     cur = _tree(tmp_path, gen)
     rows = {(e.what, e.version, e.why): e for e in cache.entries(tmp_path)}
     assert set(rows) == {
@@ -105,7 +105,7 @@ def test_entries_and_prune_keep_what_the_installed_code_reads(tmp_path):
 
 def test_cli_cache_lists_and_prunes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
-    _tree(tmp_path, data.phantom_generator())
+    _tree(tmp_path, cache.phantom_generator())
     assert cli.main(["cache"]) == 0
     out = capsys.readouterr().out
     assert f"cache root: {tmp_path} (code version {runtime.code_version()}" in out
