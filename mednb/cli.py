@@ -15,6 +15,7 @@ message, no traceback, and exit with status 2; ``run`` and ``sweep`` exit 1 when
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .params import PROFILES, ParamError
@@ -178,37 +179,56 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .data import DataError
     try:
-        if args.cmd == "run":
-            from . import runner
-            return runner.run(args.notebooks, profile=args.profile, out=args.out, resume=args.resume,
-                              overrides=args.parameter, notebooks_dir=args.notebooks_dir,
-                              cell_timeout=args.cell_timeout)
-        if args.cmd == "data":
-            if args.data_cmd == "list":
-                return data_list()
-            if args.data_cmd == "info":
-                return data_info(args.name)
-            if args.data_cmd == "fetch":
-                return data_fetch(args.name, args.size, args.force)
-            return data_verify()
-        if args.cmd == "bench":
-            return bench(args.rest)
-        if args.cmd == "cache":
-            return cache_prune(args.dry_run) if args.cache_cmd == "prune" else cache_list()
-        if args.cmd == "sweep":
-            from .sweep import command as sweep_command
-            return sweep_command.run(args)
-        if args.cmd == "report":
-            from .sweep.report import write_report
-            print(f"wrote {write_report(args.dir)} (+ leaderboard.html, results.csv)")
-            return 0
+        code = _dispatch(args)
+        sys.stdout.flush()  # inside the try: a reader that closed the pipe early is handled below
+        return code
     except (ParamError, DataError, ValueError) as e:
         print(f"mednb: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mednb: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _dispatch(args) -> int:
+    """Run the parsed subcommand; returns its exit status."""
+    if args.cmd == "run":
+        from . import runner
+        return runner.run(args.notebooks, profile=args.profile, out=args.out, resume=args.resume,
+                          overrides=args.parameter, notebooks_dir=args.notebooks_dir,
+                          cell_timeout=args.cell_timeout)
+    if args.cmd == "data":
+        if args.data_cmd == "list":
+            return data_list()
+        if args.data_cmd == "info":
+            return data_info(args.name)
+        if args.data_cmd == "fetch":
+            return data_fetch(args.name, args.size, args.force)
+        return data_verify()
+    if args.cmd == "bench":
+        return bench(args.rest)
+    if args.cmd == "cache":
+        return cache_prune(args.dry_run) if args.cache_cmd == "prune" else cache_list()
+    if args.cmd == "sweep":
+        from .sweep import command as sweep_command
+        return sweep_command.run(args)
+    if args.cmd == "report":
+        from .sweep.report import write_report
+        print(f"wrote {write_report(args.dir)} (+ leaderboard.html, results.csv)")
+        return 0
     return 2
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (`mednb data list | head`): exit quietly as SIGPIPE would (141)."""
+    try:  # point stdout at /dev/null so that the interpreter's final flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 141
 
 
 if __name__ == "__main__":

@@ -1,10 +1,22 @@
 """Shared fixtures: temporary data roots, the real MedMNIST files when present, tiny notebooks."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
+
+# Under pytest-xdist each worker, and each notebook kernel or subprocess it starts, gets its share of the cores:
+# two workers with torch's default thread count on two cores slow each other several-fold.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+if _WORKERS > 1:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    _threads = str(max(1, _cores // _WORKERS))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MEDMNIST = SHARED / "medmnist"

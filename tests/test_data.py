@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -123,6 +125,16 @@ def test_data_list(data_root, real_file, capsys):
     assert set(rows) == set(data.names()) and len(rows) == 20
     assert rows["breastmnist"].rstrip().endswith("28") and rows["pathmnist"].rstrip().endswith("absent")
     assert "3D" in rows["adrenalmnist3d"] and "built-in" in rows["phantom2d"]
+
+
+def test_data_list_into_a_closed_pipe_is_quiet(data_root):
+    # `mednb data list | head -1`: the reader is gone before the command writes; no traceback, SIGPIPE's status
+    proc = subprocess.Popen([sys.executable, "-m", "mednb.cli", "data", "list"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "Exception ignored" not in err, err
 
 
 def test_bad_names_and_sizes(data_root, capsys):
