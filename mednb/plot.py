@@ -81,6 +81,34 @@ def history(hist, keys=("train_loss", "val_loss", "val_auc", "val_acc"), title=N
     return fig
 
 
+def convergence(runs: dict, key: str = "val_auc", title: str | None = None, ax=None):
+    """Validation ``key`` against optimizer steps, one line per arm: the evidence that a step budget is long
+    enough (the curves have flattened) and of which arm converges faster.
+
+    runs: ``{label: history or [history, ...]}`` (histories of :class:`mednb.engine.FitResult` trained with a
+    step budget; several histories of one arm, e.g. one per seed, are drawn as their mean with a min–max band).
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.2))
+    for label, hs in runs.items():
+        hs = [hs] if hs and isinstance(hs[0], dict) else list(hs)
+        hs = [h for h in hs if h and "step" in h[0]]
+        if not hs:
+            raise ValueError(f"{label!r}: convergence needs histories trained with a step budget (Recipe(steps=N))")
+        n = min(len(h) for h in hs)
+        steps = [e["step"] for e in hs[0][:n]]
+        vals = np.array([[e.get(key, np.nan) for e in h[:n]] for h in hs], dtype=float)
+        line, = ax.plot(steps, np.nanmean(vals, 0), marker=".", label=f"{label} (n={len(hs)})")
+        if len(hs) > 1:
+            ax.fill_between(steps, np.nanmin(vals, 0), np.nanmax(vals, 0), color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("optimizer steps")
+    ax.set_ylabel(key)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or f"{key} against training steps")
+    fig.tight_layout()
+    return fig
+
+
 def confusion(y_true, y_score, class_names=None, ax=None, normalize: bool = True):
     """Confusion matrix of argmax predictions (rows: truth)."""
     from sklearn.metrics import confusion_matrix

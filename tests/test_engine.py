@@ -214,7 +214,7 @@ def test_recipe_validates_and_maps_notebook_knobs():
         engine.Recipe(optimizer="lion")
     with pytest.raises(ValueError, match="valid: multistep, cosine"):
         engine.PAPER.replace(schedule="step")
-    with pytest.raises(TypeError, match="valid: epochs, lr"):
+    with pytest.raises(TypeError, match="valid: epochs, steps, evals, lr"):
         engine.PAPER.replace(epoch=3)
     with pytest.raises(ValueError, match="epochs must be"):
         engine.Recipe(epochs=0)
@@ -329,3 +329,98 @@ def test_auc_tolerance_keeps_the_selected_epochs_weights():
     assert engine.STABLE == engine.PAPER.replace(auc_tolerance=0.01)
     with pytest.raises(ValueError, match="auc_tolerance"):
         engine.Recipe(auc_tolerance=-0.1)
+
+
+# ----------------------------------------------------------------------------- a budget in optimizer steps
+def _count_steps(monkeypatch):
+    """Count optimizer steps and the size of each batch (patched into the loop's step)."""
+    from mednb.engine import loop as L
+    sizes, step = [], L._step
+
+    def counting(loop, xb, yb, mb):
+        sizes.append(len(xb))
+        return step(loop, xb, yb, mb)
+    monkeypatch.setattr(L, "_step", counting)
+    return sizes
+
+
+@pytest.mark.parametrize("loader", ["device", "reference"])
+@pytest.mark.parametrize("n_train", [5, 48])
+def test_step_budget_trains_exactly_n_steps_whatever_the_set_size(monkeypatch, loader, n_train):
+    sizes = _count_steps(monkeypatch)
+    s = _synthetic("multi-class", 3, n=(48, 16, 16))
+    idx = torch.arange(n_train)
+    res = engine.fit(engine_model(), s, engine.Recipe(steps=23, evals=4, batch_size=16), train_idx=idx,
+                     loader=loader, progress=False)
+    assert len(sizes) == res.steps == 23
+    assert [h["step"] for h in res.history] == [6, 12, 17, 23] and [h["epoch"] for h in res.history] == [1, 2, 3, 4]
+    if loader == "device":  # consecutive slices of back-to-back shuffled passes: every batch is full
+        assert set(sizes) == {16}
+
+
+def test_step_budget_milestones_and_checks_are_fractions_of_the_budget():
+    r = engine.Recipe(steps=100, evals=8, milestones=(0.5, 0.75))
+    assert sum(r.checks()) == 100 and len(r.checks()) == 8 and r.budget == "100 steps"
+    assert engine.Recipe(steps=7).checks() == [1] * 7  # at most one check per step
+    assert len(engine.Recipe(steps=1000).checks()) == engine.DEFAULT_EVALS
+    s = _synthetic("multi-class", 3, n=(16, 8, 8))
+    seen = []
+    engine.fit(engine_model(), s, engine.PAPER.replace(steps=40, evals=4, batch_size=8), progress=False,
+               callbacks=[lambda log: seen.append((log["step"], log["lr"]))])
+    # LR x0.1 after 20 and 30 of 40 steps, whatever the epoch length (here 2 steps per pass)
+    assert seen == [(10, pytest.approx(1e-3)), (20, pytest.approx(1e-4)), (30, pytest.approx(1e-5)),
+                    (40, pytest.approx(1e-5))]
+
+
+def test_step_budget_is_the_same_for_every_label_fraction():
+    s = _synthetic("multi-class", 3, n=(96, 24, 24))
+    r = engine.Recipe(steps=12, evals=3, batch_size=16)
+    runs = [engine.train(s, "cnn", r, label_fraction=f, progress=False, model_kw={"width": 4}) for f in (0.1, 1.0)]
+    assert [x.steps for x in runs] == [12, 12] and [len(x.history) for x in runs] == [3, 3]
+    assert runs[0].n_train < runs[1].n_train
+    again = engine.train(s, "cnn", r, label_fraction=0.1, progress=False, model_kw={"width": 4})
+    assert again.test == runs[0].test  # same seed, same numbers
+
+
+def test_epoch_recipes_are_unchanged_by_the_step_budget():
+    """Without ``steps`` the loop validates once per epoch and logs no step count (the paper protocol)."""
+    s = _synthetic("multi-class", 3, n=(32, 8, 8))
+    res = engine.train(s, "cnn", engine.PAPER.replace(epochs=3, batch_size=16), progress=False, model_kw={"width": 4})
+    assert len(res.history) == 3 and "step" not in res.history[0] and res.steps == 3 * 2
+
+
+@pytest.mark.parametrize("bad,needle", [(dict(evals=3), "set steps"), (dict(steps=0), "steps must be"),
+                                         (dict(steps=5, evals=6), "evals must be"),
+                                         (dict(val_labels="half"), "full, matched")])
+def test_step_budget_recipe_errors_name_the_valid_values(bad, needle):
+    with pytest.raises(ValueError, match=needle):
+        engine.Recipe(**bad)
+
+
+def test_budget_knobs_map_onto_the_recipe():
+    r = engine.Recipe.from_knobs({"STEPS": 180, "EVALS": 6, "VAL_LABELS": "matched", "EPOCHS": None})
+    assert (r.steps, r.evals, r.val_labels) == (180, 6, "matched")
+
+
+def test_matched_validation_is_stratified_proportional_and_seeded():
+    y = torch.tensor([0] * 60 + [1] * 20).view(-1, 1)
+    idx = engine.matched_val_idx(y, n_labels=100, ratio=0.25, per_class=5, seed=0)
+    assert len(idx) == 25
+    counts = torch.bincount(y[idx, 0])
+    assert counts[1] >= 5 and counts[0] > counts[1]
+    assert torch.equal(idx, engine.matched_val_idx(y, 100, seed=0))
+    assert not torch.equal(idx, engine.matched_val_idx(y, 100, seed=1))
+    small = engine.matched_val_idx(y, n_labels=4, seed=0)  # 2 × the floor of 5, split 3:1 with 5 at least
+    assert torch.bincount(y[small, 0]).tolist() == [8, 5]
+    assert torch.equal(engine.matched_val_idx(y, n_labels=1000), torch.arange(80))  # capped: the whole split
+
+
+def test_matched_validation_selects_on_the_subset():
+    s = _synthetic("multi-class", 3, n=(96, 60, 24))
+    seen = []
+    res = engine.fit(engine_model(), s, engine.Recipe(steps=4, evals=2, batch_size=16, val_labels="matched"),
+                     label_fraction=0.25, progress=False, eval_fn=lambda m, split: seen.append(len(split)) or {})
+    assert res.n_val == 15 and seen == [15, 15]  # 3 classes × the floor of 5 > 0.25 × 24 labels
+    full = engine.fit(engine_model(), s, engine.Recipe(steps=4, evals=2, batch_size=16), label_fraction=0.25,
+                      progress=False)
+    assert full.n_val == 60

@@ -12,8 +12,9 @@ Data 2023). Files: ``recipe`` (Recipe, AMP choice, optimizer/scheduler), ``evalu
 predict, evaluate), ``staging`` (device placement, reference loader), ``loop`` (fit, train).
 """
 from ..runtime import get_device, seed_everything  # noqa: F401  (part of the engine's namespace)
-from .evaluation import (MEAN, STD, class_weights, evaluate, is_multilabel, loss_for, normalize, predict,  # noqa: F401
-                         scores_from_logits)
+from .evaluation import (MEAN, STD, class_weights, evaluate, is_multilabel, loss_for, matched_val_idx,  # noqa: F401
+                         normalize, predict, scores_from_logits)
 from .loop import LOADERS, FitResult, StopTraining, fit, load_checkpoint, save_checkpoint, train  # noqa: F401
-from .recipe import AMP, OPTIMIZERS, PAPER, SCHEDULES, SELECT, STABLE, Recipe, amp_dtype  # noqa: F401
+from .recipe import (AMP, DEFAULT_EVALS, OPTIMIZERS, PAPER, SCHEDULES, SELECT, STABLE, VAL_LABELS, Recipe,  # noqa: F401
+                     amp_dtype)
 from .staging import ReferenceDataset, Staged, placement, split_nbytes, stage  # noqa: F401

@@ -83,3 +83,25 @@ def evaluate(model: nn.Module, split: Split, task: str, device="auto", batch_siz
     if return_scores:
         out["y_true"], out["y_score"] = y, scores
     return out
+
+
+def matched_val_idx(y: torch.Tensor, n_labels: int, ratio: float = 0.25, per_class: int = 5, seed: int = 0) -> torch.Tensor:
+    """Row indices of a stratified validation subset matched to a labelled budget of ``n_labels`` images.
+
+    y: (N,L) validation labels (stratified by the first column). Size ``max(ratio × n_labels, per_class ×
+    classes)``, capped at N; classes keep their validation proportions with at least ``per_class`` each (or all
+    of a rarer class). Seeded, so arms with the same budget and seed share it. Sorted; all of N when it
+    covers the split.
+    """
+    strat, n = y[:, 0], len(y)
+    classes = torch.unique(strat)
+    want = min(n, max(int(round(ratio * n_labels)), per_class * len(classes)))
+    if want >= n:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(1_000_003 * int(seed) + 7919)
+    picked = []
+    for c in classes:
+        idx = torch.nonzero(strat == c).flatten()
+        k = min(len(idx), max(per_class, int(round(want * len(idx) / n))))
+        picked.append(idx[torch.randperm(len(idx), generator=g)[:k]])
+    return torch.sort(torch.cat(picked)).values

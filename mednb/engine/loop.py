@@ -3,11 +3,14 @@
 Per epoch: draw a shuffled (or class-balanced) order of the training indices, take batches by index
 slices of the device-resident uint8 split, convert + augment + normalize them batched on the device,
 one optimisation step per batch, then evaluate on validation and keep the best epoch's weights
-(:attr:`Recipe.select`). :func:`train` seeds, builds a registry model, fits it and scores the test split.
+(:attr:`Recipe.select`). With a step budget (``Recipe(steps=N)``) the same happens per period of
+``N / evals`` steps drawn from back-to-back shuffled passes, so every arm trains N steps whatever its size.
+:func:`train` seeds, builds a registry model, fits it and scores the test split.
 """
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import tempfile
@@ -19,9 +22,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..data import Splits, label_subset
+from ..data import Split, Splits, label_subset
 from ..runtime import get_device, seed_everything
-from .evaluation import class_weights, evaluate, is_multilabel, loss_for, normalize
+from .evaluation import class_weights, evaluate, is_multilabel, loss_for, matched_val_idx, normalize
 from .recipe import Recipe, amp_dtype, optimizer, scheduler, selection_score
 from .staging import ReferenceDataset, stage
 
@@ -44,6 +47,8 @@ class FitResult:
     device: str
     n_train: int
     test: dict = field(default_factory=dict)
+    steps: int = 0
+    n_val: int = 0
 
     def metric(self, name: str):
         return self.history[self.best_epoch - 1][name] if self.history else math.nan
@@ -102,6 +107,8 @@ class _Loop:
     augment: Callable | None
     channels_last: bool
     epoch_batches: Callable  # () -> iterator of (x, y, masks) for one epoch
+    take: Callable  # (k) -> iterator of the next k batches of a step budget, across epoch boundaries
+    val: Split  # the validation split selection reads (all of it, or a subset matched to the labels)
 
 
 def _setup(model, splits: Splits, recipe: Recipe, train_idx, label_fraction, seed, device, augment, class_weight,
@@ -111,6 +118,9 @@ def _setup(model, splits: Splits, recipe: Recipe, train_idx, label_fraction, see
     if train_idx is None:
         train_idx = label_subset(splits.train.y, label_fraction, seed, splits.task)
     train = splits.train.subset(train_idx)
+    val = splits.val
+    if recipe.val_labels == "matched":
+        val = val.subset(matched_val_idx(val.y, len(train), recipe.val_ratio, recipe.val_per_class, seed))
     use_cl = (device.type == "cuda") if channels_last is None else bool(channels_last)
     model = model.to(device)
     if use_cl:
@@ -122,17 +132,21 @@ def _setup(model, splits: Splits, recipe: Recipe, train_idx, label_fraction, see
     groups = param_groups if param_groups is not None else [p for p in model.parameters() if p.requires_grad]
     opt = optimizer(recipe, groups)
     bs = recipe.batch_for(splits.dims)
-    epoch_batches, steps = _batch_source(train, splits, bs, device, g, sampler, loader, num_workers,
-                                         reference_transform)
+    epoch_batches, steps, take = _batch_source(train, splits, bs, device, g, sampler, loader, num_workers,
+                                               reference_transform)
     dtype = amp_dtype(recipe.amp, device)
     return _Loop(model, torch.compile(model) if compile else model, recipe, device, g, len(train), bs, opt,
                  scheduler(recipe, opt, steps), torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
                  dtype, loss_fn or loss_for(splits.task, class_weight), getattr(loss_fn, "target", None) == "mask",
-                 augment, use_cl, epoch_batches)
+                 augment, use_cl, epoch_batches, take, val)
 
 
 def _batch_source(train, splits, batch_size, device, g, sampler, loader, num_workers, reference_transform):
-    """``(epoch_batches, steps_per_epoch)`` for the device-resident or the reference DataLoader path."""
+    """``(epoch_batches, steps_per_epoch, take)`` for the device-resident or the reference DataLoader path.
+
+    ``take(k)`` continues one stream of shuffled passes: its batches are consecutive ``batch_size`` slices of
+    back-to-back orders, so each is full even when the set is smaller than a batch.
+    """
     n, task = len(train), splits.task
     weights = None
     if sampler == "balanced":
@@ -141,10 +155,20 @@ def _batch_source(train, splits, batch_size, device, g, sampler, loader, num_wor
     if loader == "device":
         staged = stage(train, device)
 
+        def draw():
+            return torch.multinomial(weights, n, True, generator=g) if weights is not None else torch.randperm(n, generator=g)
+
         def device_batches():
-            order = torch.multinomial(weights, n, True, generator=g) if weights is not None else torch.randperm(n, generator=g)
-            return staged.batches(order, batch_size)
-        return device_batches, max(1, math.ceil(n / batch_size))
+            return staged.batches(draw(), batch_size)
+        pending = [torch.empty(0, dtype=torch.long)]
+
+        def take(k):
+            need, buf = k * batch_size, pending[0]
+            while len(buf) < need:
+                buf = torch.cat([buf, draw()])
+            pending[0] = buf[need:]
+            return staged.batches(buf[:need], batch_size)
+        return device_batches, max(1, math.ceil(n / batch_size)), take
     ref_sampler = None if weights is None else torch.utils.data.WeightedRandomSampler(weights.double(), n, True,
                                                                                       generator=g)
     dl = torch.utils.data.DataLoader(ReferenceDataset(train, reference_transform), batch_size=batch_size,
@@ -153,8 +177,12 @@ def _batch_source(train, splits, batch_size, device, g, sampler, loader, num_wor
 
     def reference_batches():
         return ((xb.to(device, non_blocking=True), yb.to(device, non_blocking=True), None) for xb, yb in dl)
+    stream = itertools.chain.from_iterable(reference_batches() for _ in itertools.count())
+
+    def take(k):
+        return itertools.islice(stream, k)
     reference_batches.reference = True
-    return reference_batches, len(dl)
+    return reference_batches, len(dl), take
 
 
 def _prepare(loop: _Loop, xb, mb, raw: bool):
@@ -183,24 +211,24 @@ def _step(loop: _Loop, xb, yb, mb) -> torch.Tensor:
     return loss.detach()
 
 
-def _train_epoch(loop: _Loop) -> tuple[float, int, float]:
-    """One pass over the training set: ``(mean train loss, images seen, seconds)``."""
+def _train_epoch(loop: _Loop, batches=None) -> tuple[float, int, float, int]:
+    """One pass over the training set (or over ``batches``): ``(mean train loss, images seen, seconds, steps)``."""
     loop.model.train()
     t0 = time.perf_counter()
     raw = not getattr(loop.epoch_batches, "reference", False)
     total, nb, seen = torch.zeros((), device=loop.device), 0, 0
-    for xb, yb, mb in loop.epoch_batches():
+    for xb, yb, mb in (loop.epoch_batches() if batches is None else batches):
         xb, mb = _prepare(loop, xb, mb, raw)
         total += _step(loop, xb, yb, mb)
         nb += 1
         seen += len(xb)
-    return float(total) / max(nb, 1), seen, time.perf_counter() - t0
+    return float(total) / max(nb, 1), seen, time.perf_counter() - t0, nb
 
 
 def _validate(loop: _Loop, splits: Splits, eval_fn, eval_batch_size) -> dict:
     if eval_fn is not None:
-        return eval_fn(loop.model, splits.val)
-    r = evaluate(loop.model, splits.val, splits.task, loop.device, eval_batch_size)
+        return eval_fn(loop.model, loop.val)
+    r = evaluate(loop.model, loop.val, splits.task, loop.device, eval_batch_size)
     return {"val_auc": r["auc"], "val_acc": r["acc"], "val_loss": r["loss"]}
 
 
@@ -277,7 +305,8 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe | None = None, *, label
     (e.g. ``mednb.augment.get("basic", dims=2)``). class_weight: None | "balanced" | tensor.
     sampler: None | "balanced" (class-balanced sampling with replacement). loss_fn(logits, y) /
     eval_fn(model, split) -> dict override loss and validation (``loss_fn.target == "mask"``: y is the
-    mask batch). param_groups: optimizer groups. callbacks: ``cb(log)`` after each epoch (raise
+    mask batch). param_groups: optimizer groups. callbacks: ``cb(log)`` after each epoch — or each
+    validation check of a step budget, whose ``log["epoch"]`` counts checks and ``log["step"]`` steps (raise
     :class:`StopTraining` to stop). loader: ``device`` | ``reference`` (per-sample DataLoader).
     """
     from tqdm.auto import tqdm
@@ -285,17 +314,21 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe | None = None, *, label
     _check(loader, sampler, augment, class_weight)
     loop = _setup(model, splits, recipe, train_idx, label_fraction, seed, device, augment, class_weight, sampler,
                   loss_fn, param_groups, channels_last, compile, loader, num_workers, reference_transform)
-    select, history, seen, train_time = _Selection(recipe, checkpoint), [], 0, 0.0
-    bar = tqdm(range(1, recipe.epochs + 1), desc=desc or f"{getattr(model, 'mednb_name', 'model')} {splits.name}",
-               unit="ep", disable=not progress, leave=True)
+    select, history, seen, train_time, steps = _Selection(recipe, checkpoint), [], 0, 0.0, 0
+    budget = recipe.steps is not None
+    periods = recipe.checks() if budget else [None] * recipe.epochs
+    bar = tqdm(total=int(recipe.steps) if budget else recipe.epochs, unit="step" if budget else "ep",
+               desc=desc or f"{getattr(model, 'mednb_name', 'model')} {splits.name}", disable=not progress, leave=True)
     t_start = time.perf_counter()
-    for epoch in bar:
-        train_loss, n, secs = _train_epoch(loop)
-        seen, train_time = seen + n, train_time + secs
-        log = {"epoch": epoch, "train_loss": train_loss, "lr": loop.opt.param_groups[0]["lr"],
-               **_validate(loop, splits, eval_fn, eval_batch_size), "seconds": time.perf_counter() - t_start}
+    for epoch, k in enumerate(periods, 1):
+        train_loss, n, secs, nb = _train_epoch(loop, None if k is None else loop.take(k))
+        seen, train_time, steps = seen + n, train_time + secs, steps + nb
+        log = {"epoch": epoch, **({"step": steps} if budget else {}), "train_loss": train_loss,
+               "lr": loop.opt.param_groups[0]["lr"], **_validate(loop, splits, eval_fn, eval_batch_size),
+               "seconds": time.perf_counter() - t_start}
         history.append(log)
         stop = select.update(loop.model, log)
+        bar.update(nb if budget else 1)
         bar.set_postfix({k: round(v, 4) for k, v in log.items()
                          if k in ("train_loss", "val_auc", "val_acc", "val_dice") and isinstance(v, float)})
         if _callbacks_stop(callbacks, log) or stop:
@@ -304,7 +337,7 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe | None = None, *, label
     loop.model.load_state_dict(select.state)
     return FitResult(model=loop.model, history=history, best_epoch=select.epoch, best=history[select.epoch - 1],
                      seconds=time.perf_counter() - t_start, images_per_s=seen / max(train_time, 1e-9),
-                     device=str(loop.device), n_train=loop.n_train)
+                     device=str(loop.device), n_train=loop.n_train, steps=steps, n_val=len(loop.val))
 
 
 def train(splits: Splits, model: str | nn.Module = "cnn", recipe: Recipe | None = None, *, seed: int = 0,
