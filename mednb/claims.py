@@ -128,15 +128,47 @@ def read_notebook(path: str | Path) -> list[dict]:
     return list(_outputs(path, MIME))
 
 
+def budget_problems(records: list[dict]) -> list[str]:
+    """Where ``records`` (metric records, optionally tagged ``notebook``) break the one-budget rule.
+
+    Records sharing a ``comparison`` tag (within one notebook and dataset) must carry one ``steps`` value; a
+    comparison whose name contains ``budget`` (a demonstration of what unequal budgets do) may carry several.
+    Returns one line per problem (empty: the rule holds).
+    """
+    groups: dict[tuple, set] = {}
+    problems = []
+    for r in records:
+        if r.get("comparison") in (None, ""):
+            continue
+        key = (r.get("notebook"), r["comparison"], r.get("dataset"))
+        if r.get("steps") in (None, ""):
+            problems.append(f"{_where(key)}: metric {r.get('metric')!r} has no steps tag")
+            continue
+        groups.setdefault(key, set()).add(str(r["steps"]))
+    for key, steps in groups.items():
+        if len(steps) > 1 and "budget" not in str(key[1]):
+            problems.append(f"{_where(key)}: arms trained with different budgets ({', '.join(sorted(steps))} steps)")
+    return problems
+
+
+def _where(key) -> str:
+    nb, comparison, dataset = key
+    return " · ".join(x for x in (nb, f"comparison {comparison!r}", dataset and f"dataset {dataset}") if x)
+
+
 def _cell(v) -> str:
     if v is None or v == "":
         return "—"
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(claims: list[dict], title: str = "Claims") -> str:
-    """One table over ``claims`` (each a record of :func:`claim`, optionally with a ``notebook`` key)."""
+def markdown(claims: list[dict], title: str = "Claims", problems: list[str] = ()) -> str:
+    """One table over ``claims`` (each a record of :func:`claim`, optionally with a ``notebook`` key), then
+    the :func:`budget_problems` of the same run, if any."""
     lines = [f"# {title}", ""]
+    if problems:
+        lines += ["**Unequal budgets** — these comparisons are not fair and their verdicts do not stand:", "",
+                  *[f"- {p}" for p in problems], ""]
     if not claims:
         return "\n".join(lines + ["No claim was recorded.", ""])
     lines += ["Each claim is a paired difference over seeds (same label subsets) under one training budget per "
@@ -147,4 +179,4 @@ def markdown(claims: list[dict], title: str = "Claims") -> str:
     return "\n".join(lines + [""])
 
 
-__all__ = ["MIME", "VERDICTS", "Paired", "paired", "claim", "read_notebook", "markdown"]
+__all__ = ["MIME", "VERDICTS", "Paired", "paired", "claim", "read_notebook", "markdown", "budget_problems"]

@@ -7,6 +7,8 @@
 - ``metrics.jsonl`` — every ``mednb.record(...)`` read back from the executed notebooks;
 - ``results.csv``   — one row per metric: ``notebook, metric, value`` + one column per tag;
 - ``report.md``     — per notebook: status, wall time, key metrics; failures with their traceback tail;
+- ``claims.md``     — every notebook's claims (:func:`mednb.claims.claim`) in one table, and any comparison
+  whose arms did not share one training budget;
 - ``env.json``      — versions, device, GPU, git commit, profile, resolved parameters and seeds;
 - ``status.json``   — the runner's own bookkeeping (what ``--resume`` reads);
 - ``kernel.log``    — the kernels' own output (start-up warnings, crashes), kept off the terminal.
@@ -35,7 +37,7 @@ from .execution import KERNEL_LOG, execute, execute_quietly, interruptible  # no
 from .recording import read_notebook, read_params
 
 STATUS_FILE = "status.json"
-RESULT_FILES = ("metrics.jsonl", "results.csv", "report.md", "env.json", STATUS_FILE, KERNEL_LOG)
+RESULT_FILES = ("metrics.jsonl", "results.csv", "report.md", "claims.md", "env.json", STATUS_FILE, KERNEL_LOG)
 _ANY = object()  # knob whose type is unknown (papermill inspection of a `None` default)
 # types of the shared knob vocabulary (used when a notebook has no PROFILES table)
 SHARED_TYPES = {"DATASET": str, "SIZE": int, "MODEL": str, "EPOCHS": int, "BATCH_SIZE": int, "LR": float,
@@ -231,9 +233,20 @@ def collect(out: Path, status: dict) -> list[dict]:
     return rows
 
 
+def collect_claims(out: Path, status: dict) -> list[dict]:
+    """Claims of every notebook in ``status`` that left an executed notebook, each tagged with its notebook."""
+    from . import claims
+    return [{"notebook": stem, **c} for stem in status["notebooks"] if (out / f"{stem}.ipynb").exists()
+            for c in claims.read_notebook(out / f"{stem}.ipynb")]
+
+
 def write_results(out: Path, status: dict, env: dict) -> None:
-    """(Re)write metrics.jsonl, results.csv, report.md and env.json from ``status``."""
+    """(Re)write metrics.jsonl, results.csv, report.md, claims.md and env.json from ``status``."""
+    from . import claims
     rows = collect(out, status)
+    problems = claims.budget_problems(rows)
+    atomic_write(out / "claims.md", claims.markdown(
+        collect_claims(out, status), f"Claims — mednb run, profile `{status['profile']}`", problems))
     atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     tags: list[str] = []
     for r in rows:
@@ -272,13 +285,16 @@ def write_results(out: Path, status: dict, env: dict) -> None:
     for stem, st in nbs.items():
         recs = [r for r in rows if r["notebook"] == stem]
         lines.append(f"| {stem} | {st['status']} | {_fmt_s(st.get('seconds') or 0)} | {_key_metrics(recs)} |")
+    if problems:
+        lines += ["", "## Unequal training budgets", "", *[f"- {p}" for p in problems]]
     failed = [(s, st) for s, st in nbs.items() if st["status"] != "ok"]
     if failed:
         lines += ["", "## Failures"]
         for stem, st in failed:
             lines += ["", f"### {stem}", "", f"`{st.get('error', '')}`", "", "```",
                       st.get("traceback", "").rstrip(), "```"]
-    lines += ["", f"Files: executed notebooks `<stem>.ipynb`, `metrics.jsonl`, `results.csv`, `env.json`.", ""]
+    lines += ["", f"Files: executed notebooks `<stem>.ipynb`, `claims.md`, `metrics.jsonl`, `results.csv`, "
+                  f"`env.json`.", ""]
     atomic_write(out / "report.md", "\n".join(lines))
 
 
@@ -338,6 +354,6 @@ def run(names=(), *, profile: str, out: str | Path, resume: bool = False, overri
         log(f"[{i}/{len(paths)}] {stem}: {msg}")
     write_results(out, status, env)
     failed = [s for s in (p.stem for p in paths) if status["notebooks"].get(s, {}).get("status") != "ok"]
-    log(f"results: {out}/report.md, results.csv, metrics.jsonl, env.json"
+    log(f"results: {out}/report.md, claims.md, results.csv, metrics.jsonl, env.json"
         + (f" — {len(failed)} failed: {', '.join(failed)}" if failed else " — all ok"))
     return 1 if failed else 0

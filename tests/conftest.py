@@ -89,3 +89,72 @@ def _cache_follows_data_root(monkeypatch):
 def _no_metrics_sink(monkeypatch):
     """Tests must not append records to a metrics file named in the caller's shell."""
     monkeypatch.delenv("MEDNB_METRICS", raising=False)
+
+
+# ----------------------------------------------------------------------------- the one-budget rule, read back
+# Every notebook run by nbval appends its records to its own metrics file ($MEDNB_METRICS, set while its kernel
+# starts); after its last cell the records are read back and the notebook fails if the arms of a comparison
+# did not share one training budget (mednb.claims.budget_problems), or if a notebook that compares arms
+# recorded no comparison at all. Registered as a plugin (not conftest hooks) so that it sees notebooks/ too.
+COMPARING = ("02_", "03_", "04_", "05_", "06_", "08_", "09_")
+
+
+class OneBudget:
+    def __init__(self):
+        import tempfile
+        self.last_cell: dict[str, str] = {}
+        self.dir = Path(tempfile.mkdtemp(prefix="mednb-nbval-metrics-"))
+
+    @staticmethod
+    def is_cell(item) -> bool:
+        return type(item).__name__ == "IPyNbCell"
+
+    def metrics_file(self, item) -> Path:
+        return self.dir / (Path(str(item.parent.fspath)).stem + ".jsonl")
+
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            if self.is_cell(item):
+                self.last_cell[item.parent.nodeid] = item.nodeid
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        first = self.is_cell(item) and getattr(item.parent, "kernel", None) is None
+        if first:
+            f = self.metrics_file(item)
+            f.write_text("")
+            os.environ["MEDNB_METRICS"] = str(f)
+        try:
+            yield
+        finally:
+            if first:
+                os.environ.pop("MEDNB_METRICS", None)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if not (self.is_cell(item) and call.when == "call" and report.passed
+                and self.last_cell.get(item.parent.nodeid) == item.nodeid):
+            return
+        import json
+        from mednb import claims
+        stem = Path(str(item.parent.fspath)).stem
+        lines = self.metrics_file(item).read_text().splitlines()
+        records = [{"notebook": stem, **json.loads(line)} for line in lines if line.strip()]
+        problems = claims.budget_problems(records)
+        if stem.startswith(COMPARING) and not any(r.get("comparison") for r in records):
+            problems.append(f"{stem}: no record carries a comparison tag (record each arm with comparison=…, steps=…)")
+        if problems:
+            report.outcome = "failed"
+            report.longrepr = ("one training budget per comparison (read back from metrics.jsonl):\n"
+                               + "\n".join(problems))
+
+    def pytest_unconfigure(self):
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def pytest_configure(config):
+    if not config.pluginmanager.has_plugin("mednb-one-budget"):
+        config.pluginmanager.register(OneBudget(), "mednb-one-budget")
