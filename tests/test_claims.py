@@ -81,3 +81,31 @@ def test_mednb_run_writes_claims_md_and_flags_unequal_budgets(tmp_path):
     assert "## Unequal training budgets" in (out / "report.md").read_text()
     header = (out / "results.csv").read_text().splitlines()[0].split(",")
     assert "comparison" in header and "steps" in header
+
+
+def test_sweep_report_collects_the_claims_of_its_units(tmp_path):
+    import json
+
+    import nbformat
+
+    from mednb.sweep import report
+    for name, steps in (("02-aaaa", (60, 60)), ("02-bbbb", (20, 180))):
+        d = tmp_path / "sw" / "units" / name
+        d.mkdir(parents=True)
+        (d / "unit.json").write_text(json.dumps({"notebook": "02_augmentation.ipynb", "params": {}, "profile": "smoke"}))
+        (d / "status.json").write_text(json.dumps({"status": "ok", "seconds": 1.0}))
+        (d / "metrics.jsonl").write_text("".join(
+            json.dumps({"metric": "test_auc", "value": 0.8, "comparison": "policies", "steps": s, "seed": 0}) + "\n"
+            for s in steps))
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("claims.claim(...)")
+        rec = {"claim": f"strong beats none ({name})", "ours": "Δ +0.030", "n": 3, "budget": f"{steps[0]} steps",
+               "verdict": "better", "comparison": "policies"}
+        cell.outputs = [nbformat.v4.new_output("display_data", data={claims.MIME: rec, "text/plain": "claim"})]
+        nb.cells = [cell]
+        nbformat.write(nb, d / "02_augmentation.ipynb")
+    report.write_report(tmp_path / "sw")
+    md = (tmp_path / "sw" / "claims.md").read_text()
+    assert "| 02-aaaa | strong beats none (02-aaaa) |" in md and "| 02-bbbb |" in md
+    assert "02-bbbb · comparison 'policies': arms trained with different budgets (180, 20 steps)" in md
+    assert "02-aaaa · comparison" not in md

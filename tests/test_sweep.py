@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from mednb import cli
+from mednb.params import ParamError
 from mednb.sweep import driver, spec as spec_mod, units as units_mod
 from mednb.sweep.execute import read_status
+from mednb.sweep.spec import tomllib
 
 # one notebook-01 training per unit, a few seconds of work: 96 phantom images, 2 epochs
 TINY = '''notebook = "01_baseline_medmnist"
@@ -92,6 +94,11 @@ def _cache_outside_the_data_root(roots, monkeypatch):
     ('notebook = "01"\nprofile = "smoke"\nseeds = [0]\n[grid]\nSEEDS = [[0]]', "unknown key 'seeds'; valid keys"),
     ('notebook = "01"\nprofile = "smoke"\n[grid]\nSIZE = [224]', "224 px is not available for phantom2d"),
     ('notebook = "01"\nprofile = "smoke"\n[grid]\nseed = [0]\n[tolerance]\nabs = -1', "abs must be a number >= 0"),
+    ('notebook = "01"\nprofile = "smoke"\nthreads = 0\n[grid]\nseed = [0]',
+     "threads must be an int from 1 to 256 (the CPU threads each unit computes with; default 1), got 0"),
+    ('notebook = "01"\nprofile = "smoke"\nthreads = "2"\n[grid]\nseed = [0]', "threads must be an int from 1 to 256"),
+    ('notebook = "01"\nprofile = "smoke"\nthreads = true\n[grid]\nseed = [0]', "threads must be an int from 1 to 256"),
+    ('notebook = "01"\nprofile = "smoke"\nthreads = 1.5\n[grid]\nseed = [0]', "threads must be an int from 1 to 256"),
 ])
 def test_bad_spec_is_one_line_and_writes_nothing(tmp_path, capsys, text, needle):
     (tmp_path / "bad.toml").write_text(text)
@@ -112,6 +119,28 @@ def test_bad_command_is_one_line_and_writes_nothing(tmp_path, capsys, args, need
     rc = cli.main(["sweep", *args, "--out", str(tmp_path / "never")])
     err = capsys.readouterr().err
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "never").exists()
+
+
+def test_threads_come_from_the_spec(tmp_path, capsys):
+    """A spec's threads (default 1) reach every executor; --cpus-per-unit only reserves CPUs, never fewer."""
+    assert spec_mod.load("smoke").threads == 1 and spec_mod.load("medmnist_v2").threads == 1
+    two = spec_mod.from_dict({"notebook": "01", "profile": "smoke", "threads": 2, "grid": {"seed": [0]}}, name="two")
+    assert two.threads == 2 and two.resolved()["threads"] == 2
+    assert [u.hash for u in units_mod.expand(two)] == [u.hash for u in units_mod.expand(spec_mod.from_dict(
+        {"notebook": "01", "profile": "smoke", "grid": {"seed": [0]}}, name="one"))]  # not part of a unit's hash
+    (tmp_path / "two.toml").write_text('notebook = "01"\nprofile = "smoke"\nthreads = 2\n[grid]\nseed = [0]\n')
+    rc = cli.main(["sweep", str(tmp_path / "two.toml"), "--out", str(tmp_path / "never"), "--cpus-per-unit", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--cpus-per-unit 1 is less than the threads = 2 of sweep spec two" in err
+    assert not (tmp_path / "never").exists()
+    old = tmp_path / "old"  # a folder of a spec stored before `threads` existed resumes with threads = 1
+    old.mkdir()
+    stored = {k: v for k, v in spec_mod.load("smoke").resolved().items() if k != "threads"}
+    (old / "sweep.json").write_text(json.dumps({"spec": stored}))
+    driver._check_same_spec(old, spec_mod.load("smoke"))
+    with pytest.raises(ParamError, match="differs in: threads"):
+        driver._check_same_spec(old, spec_mod.from_dict({**tomllib.loads(spec_mod.find("smoke").read_text()),
+                                                         "threads": 2}, name="smoke"))
 
 
 def test_expansion_and_hashes_are_stable(tmp_path):
@@ -283,6 +312,52 @@ def test_slurm_through_submitit_local_gives_the_same_results(roots, local_sweep)
     assert driver.run(roots / "seed0.toml", out, opts, log=lambda *_: None, progress=False) == 0
     _same_as_local(local_sweep["out"], out, ["01-phantom2d-cnn-s0-afdb6d96"])
     assert list((out / "slurm").rglob("*_log.out"))  # submitit's job logs
+
+
+@pytest.fixture(scope="module")
+def local_default(roots):
+    """The tiny spec run locally with the default options: every CPU here is the unit's, 1 thread is used."""
+    out = roots / "local-default"
+    assert driver.run(roots / "tiny.toml", out, driver.Options(), log=lambda *_: None, progress=False) == 0
+    return out
+
+
+def test_local_and_ray_give_identical_results_whatever_their_cpus(roots, local_sweep, local_default, local_ray):
+    """Local gives a unit this machine (one at a time), Ray one CPU (two at once): the same numbers, bit for bit."""
+    out = roots / "ray-default"
+    assert driver.run(roots / "tiny.toml", out, driver.Options(executor="ray"), log=lambda *_: None,
+                      progress=False) == 0
+    assert (out / "results.csv").read_text() == (local_default / "results.csv").read_text()
+    names = ["01-phantom2d-cnn-s0-afdb6d96", "01-phantom2d-cnn-s1-77732304"]
+    _same_as_local(local_sweep["out"], local_default, names)
+    _same_as_local(local_sweep["out"], out, names)
+    for d in (local_default, out):
+        for name in names:
+            st, env = read_status(d / "units" / name), json.loads((d / "units" / name / "env.json").read_text())
+            assert st["cpus"] == 1 and env["cpu_threads"] == 1 and st["settings"] == env["settings"] == {
+                "threads": 1, "deterministic_algorithms": "warn_only", "cudnn_benchmark": False,
+                "cublas_workspace_config": ":4096:8"}
+    assert json.loads((out / "sweep.json").read_text())["spec"]["threads"] == 1
+
+
+def test_report_never_averages_units_run_with_different_threads(tmp_path, local_default):
+    import shutil
+    from mednb.sweep import report as rep
+    sw = shutil.copytree(local_default, tmp_path / "sw")
+    (row,) = rep.collect(sw)["board"]
+    assert row["n"] == 2 and not row["mixed_settings"] and row["setting"] == "" and not rep.collect(sw)["environment"]
+    s1 = sw / "units" / "01-phantom2d-cnn-s1-77732304"
+    st = read_status(s1)
+    st["settings"]["threads"] = st["cpus"] = 2  # as if this seed had run with 2 threads
+    (s1 / "status.json").write_text(json.dumps(st))
+    got = rep.collect(sw)
+    assert [(r["setting"], r["n"], r["mixed_settings"]) for r in got["board"]] == [("threads=1", 1, True),
+                                                                                ("threads=2", 1, True)]
+    assert {(f["field"], f["value"]) for f in got["environment"]} <= {("threads", 1), ("threads", 2)}
+    assert len(got["environment"]) == 1
+    md = rep.write_report(sw).read_text()
+    assert md.count("⚠ mixed settings: not averaged") == 2 and "never averaged together" in md
+    assert "(n=2)" not in md.split("## Test AUC")[1].split("## Per-class")[0]
 
 
 def test_sweep_writes_nothing_to_the_data_root(roots, local_sweep):

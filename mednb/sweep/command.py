@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", metavar="ADDR", help="ray: a running cluster (default: start a local instance)")
     p.add_argument("--retry-failed", action="store_true", help="rerun units that failed before")
     p.add_argument("--cpus-per-unit", type=int, metavar="N",
-                   help="CPU threads per unit (default: local all, ray 1 or CPUs per GPU, slurm 1 or 4 with a GPU)")
+                   help="CPUs ray / slurm reserve per unit, i.e. how many run at once (default and minimum: the "
+                        "spec's threads, which every unit computes with on every executor)")
     p.add_argument("--gpus-per-unit", "--gpus-per-job", dest="gpus_per_unit", type=int, metavar="N",
                    help="GPUs per unit (default: ray 1 when the cluster has GPUs, slurm 0; 0 = CPU only)")
     p.add_argument("--max-attempts", type=int, default=2, metavar="N",

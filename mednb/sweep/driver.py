@@ -10,6 +10,10 @@ Layout of a sweep folder ``DIR``::
     DIR/results.csv, leaderboard.md, leaderboard.html   written by mednb.sweep.report at the end
     DIR/slurm/                    submitit's job logs (slurm executor only)
 
+Every unit computes with the spec's ``threads`` on every executor (:mod:`mednb.sweep.kernel`), so its
+numbers depend on its spec, seed and code, not on where it ran; ``--cpus-per-unit`` only sets the CPUs an
+executor reserves for a unit (default: ``threads``), i.e. how many units run at once.
+
 Starting the same sweep again skips every unit whose status is ``ok``, reruns ``interrupted`` units
 and units without a folder, and reruns ``failed`` ones only with ``retry_failed``. A folder holds one
 spec: another spec there is an error, as is a second sweep running in it at the same time.
@@ -42,7 +46,7 @@ OWN_ENV = ("MEDNB_THREADS", "MEDNB_METRICS")  # set per unit (threads) or never 
 class Options:
     executor: str = "local"
     address: str | None = None            # ray: cluster address (default: a local instance)
-    cpus_per_unit: int | None = None
+    cpus_per_unit: int | None = None      # CPUs reserved per unit (ray, slurm); default: the spec's threads
     gpus_per_unit: int | None = None
     max_attempts: int = 2
     retry_failed: bool = False
@@ -58,6 +62,7 @@ class Options:
     qos: str | None = None
     slurm_setup: list = field(default_factory=list)
     name: str = "sweep"                   # set from the spec
+    threads: int = spec_mod.DEFAULT_THREADS  # set from the spec: CPU threads of every unit
 
 
 def check_options(opts: Options) -> None:
@@ -76,6 +81,9 @@ def plan(spec_ref, opts: Options, notebooks_dir=None, log=print):
     """The validated spec and its units (filtered by what is present when asked). Writes nothing."""
     check_options(opts)
     spec = spec_mod.load(spec_ref, notebooks_dir)
+    if opts.cpus_per_unit is not None and opts.cpus_per_unit < spec.threads:
+        raise ParamError(f"--cpus-per-unit {opts.cpus_per_unit} is less than the threads = {spec.threads} of sweep "
+                         f"spec {spec.name}; give at least {spec.threads} (a unit computes with the spec's threads)")
     units = expand(spec)
     if spec.only_present if opts.only_present is None else opts.only_present:
         from ..data import data_root
@@ -102,6 +110,8 @@ def unit_environment() -> dict:
 
 
 def _comparable(resolved: dict) -> str:
+    """The spec fields that must match to resume a folder (a spec stored before ``threads`` existed has 1)."""
+    resolved = {"threads": spec_mod.DEFAULT_THREADS, **resolved}
     return json.dumps({k: v for k, v in resolved.items() if k not in ("source", "description")}, sort_keys=True)
 
 
@@ -120,6 +130,7 @@ def _check_same_spec(out: Path, spec) -> None:
     meta = _read_meta(out)
     if meta and _comparable(meta.get("spec") or {}) != _comparable(spec.resolved()):
         old = meta.get("spec") or {}
+        old = {"threads": spec_mod.DEFAULT_THREADS, **old}
         changed = [k for k, v in spec.resolved().items() if k not in ("source", "description") and old.get(k) != v]
         raise ParamError(f"{out} holds sweep {old.get('name')!r} with another spec (differs in: "
                          f"{', '.join(changed) or 'its fields'}); use another --out")
@@ -161,7 +172,7 @@ def run(spec_ref, out, opts: Options | None = None, *, notebooks_dir=None, log=p
     :class:`ParamError` (nothing written) on a bad spec or option."""
     opts = opts or Options()
     spec, units = plan(spec_ref, opts, notebooks_dir, log)
-    opts.name = spec.name
+    opts.name, opts.threads = spec.name, spec.threads
     out = Path(out).expanduser().resolve()
     _check_same_spec(out, spec)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,7 +195,8 @@ def _run_units(spec, units, out: Path, opts: Options, log, progress: bool) -> di
     n_failed = sum(st.get("status") != "ok" for st in kept.values())
     log(f"sweep {spec.name}: {len(units)} units — {len(kept) - n_failed} done, "
         + (f"{n_failed} failed before (rerun them with --retry-failed), " if n_failed else "")
-        + f"{len(todo)} to run · executor {opts.executor} → {out}")
+        + f"{len(todo)} to run · executor {opts.executor}, {opts.threads} thread{'s' * (opts.threads != 1)} "
+        f"per unit → {out}")
     results = dict(kept)
     env = unit_environment()
     bar = Progress(units_dir(out), [u.name for u in todo], total=len(units), done=len(kept), failed=n_failed,

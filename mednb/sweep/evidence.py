@@ -1,10 +1,10 @@
 """The environment a sweep and each of its units ran in: packages, Python, torch, CUDA, GPU, commit, host.
 
 ``sweep.json`` keeps the full record once (:func:`sweep_evidence`); each unit's ``status.json`` keeps
-what can differ between workers (:func:`unit_evidence`: commit, a hash of the package list, host), so
-the leaderboard can flag a unit that ran in another environment than the rest. Nothing here
-initialises CUDA: the GPUs are read with ``nvidia-smi``, so a sweep's driver process never holds GPU
-memory that its units need.
+what can differ between workers (:func:`unit_evidence`: commit, a hash of the package list, host) and
+the settings the unit computed with (threads, determinism), so the leaderboard can flag a unit that ran
+in another environment than the rest. Nothing here initialises CUDA: the GPUs are read with
+``nvidia-smi``, so a sweep's driver process never holds GPU memory that its units need.
 """
 from __future__ import annotations
 
@@ -64,15 +64,17 @@ def unit_evidence() -> dict:
 
 
 def unit_env(kernel_params: dict | None, threads: int) -> dict:
-    """``env.json`` content of a unit: versions and commit of the worker, device as the kernel saw it."""
+    """``env.json`` content of a unit: versions and commit of the worker, device as the kernel saw it, and the
+    settings it computed with (threads, determinism: :func:`mednb.sweep.kernel.settings`)."""
     import torch
     from ..runtime import git_commit, versions
+    from .kernel import settings
     p = kernel_params or {}
     device = str(p.get("device") or "unknown")
     return {"versions": versions(), "device": device, "device_name": p.get("device_name") or device,
             "cuda": torch.version.cuda, "gpu": p.get("device_name") if device.startswith("cuda") else None,
-            "cpu_threads": threads, "platform": platform.platform(), "commit": git_commit(),
-            "host": socket.gethostname()}
+            "cpu_threads": threads, "settings": settings(threads), "platform": platform.platform(),
+            "commit": git_commit(), "host": socket.gethostname()}
 
 
 def device_class(kernel_params: dict | None) -> str | None:

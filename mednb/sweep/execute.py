@@ -8,8 +8,9 @@ ordinary ``mednb run`` output (executed notebook, ``metrics.jsonl``, ``results.c
 complete or absent, and ``status.json`` is its completion marker.
 
 - A unit whose ``status.json`` says ``ok`` is returned as it is (never run twice).
-- The unit runs with the resources it was given: ``threads`` CPU threads, its GPUs only
-  (:func:`mednb.sweep.kernel.environment`).
+- The unit computes with ``threads`` CPU threads (the spec's, the same on every executor) and its GPUs
+  only (:func:`mednb.sweep.kernel.environment`); ``status.json`` and ``env.json`` record these
+  ``settings`` (:func:`mednb.sweep.kernel.settings`).
 - A kernel that dies (killed, out of memory) is started again, up to ``max_attempts`` runs of the unit
   in all; the count lives in the work folder, so a worker process that dies and is run again by Ray or
   resubmitted to Slurm continues it.
@@ -126,7 +127,7 @@ def lost(out: str | Path, unit: Unit, error: str) -> dict:
     return finalize(out, unit, {"status": "failed", "seconds": None, "attempts": n,
                                 "error": f"the unit's process died ({n} attempt{'s' * (n != 1)}): {error}",
                                 "traceback": None, "started": None, "finished": now(), "device": None,
-                                "cpus": None, "gpus": None, **evidence.unit_evidence()})
+                                "cpus": None, "gpus": None, "settings": None, **evidence.unit_evidence()})
 
 
 @contextmanager
@@ -150,7 +151,8 @@ def _kernel_died(st: dict) -> bool:
 
 def run_unit(unit: Unit, out: str | Path, *, threads: int | None = None, gpus: int | None = None,
              env: dict | None = None, max_attempts: int = 2, cell_timeout: int | None = None) -> dict:
-    """Execute one unit into ``out/units/<name>/`` (see the module docstring); return its status dict."""
+    """Execute one unit into ``out/units/<name>/`` (see the module docstring); return its status dict.
+    ``threads``: the spec's (default: every CPU this process may use, for a unit run on its own)."""
     out = Path(out)
     done = read_status(units_dir(out) / unit.name)
     if done and done.get("status") == "ok":
@@ -180,7 +182,7 @@ def run_unit(unit: Unit, out: str | Path, *, threads: int | None = None, gpus: i
 def _base_status(attempt: int, started: str, threads: int, kenv: dict) -> dict:
     return {"attempts": attempt, "started": started, "finished": now(), "cpus": threads,
             "gpus": kenv.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES")),
-            **evidence.unit_evidence()}
+            "settings": kernel.settings(threads), **evidence.unit_evidence()}
 
 
 def _interrupted(out: Path, unit: Unit, exc: BaseException, started: str, t0: float, threads: int,

@@ -7,7 +7,9 @@ notebook execution plus ``unit.json`` and ``status.json``) and writes, atomicall
 - ``DIR/leaderboard.md``   — per dataset × size × model: test AUC and ACC (mean ± sd, n seeds) beside
   the paper's number, the difference and a verdict; balanced accuracy, ECE, per-class recall and F1;
   time and cost; the failed units with the end of their traceback; the environment check;
-- ``DIR/leaderboard.html`` — the same tables as HTML.
+- ``DIR/leaderboard.html`` — the same tables as HTML;
+- ``DIR/claims.md``        — the claims every unit's notebook recorded (:mod:`mednb.claims`), one row each with
+  the unit's name, and any comparison within a unit whose arms did not share one training budget.
 
 Verdict. ``reproduced`` when |ours − paper| ≤ max(``abs``, ``sd`` × seed-sd), else ``below`` or
 ``above``; default ``abs`` = 0.02, ``sd`` = 2, overridable only through the spec's ``tolerance`` table
@@ -19,6 +21,11 @@ seed-sd misses with few seeds (n = 1 has no sd) and the test-set sampling noise 
 decimals, far below either term. Rows without a paper value — phantoms, sizes the paper did not run —
 say "no paper row", never 0. A model without its own row (the ``cnn``) is compared with the paper's
 ResNet-18 at the same size (:func:`mednb.references.method_for`) and the row says so.
+
+Environment. A unit whose commit, package set, device class or settings (CPU threads, determinism:
+:func:`mednb.sweep.kernel.settings`) differ from the majority of the sweep is listed and its row flagged.
+Units of one grid point that ran under different settings are never averaged together: the point gets
+one row per setting (``threads=2``), each flagged.
 """
 from __future__ import annotations
 
@@ -37,7 +44,8 @@ from . import tables
 TOLERANCE = {"abs": 0.02, "sd": 2.0}
 NO_PAPER = "no paper row"
 DETAIL = ("test_auc", "test_acc", "test_balanced_acc", "test_ece", "test_recall", "test_f1", "test_reliability")
-ENV_FIELDS = ("commit", "packages", "device")
+SETTINGS = ("threads", "determinism")
+ENV_FIELDS = ("commit", "packages", "device", *SETTINGS)
 
 
 def check_tolerance(tol: dict | None) -> dict:
@@ -143,15 +151,25 @@ def _resolved(d: Path, stem: str, profile, grid: dict, env: dict) -> dict:
     return {**out, **(printed or {})}
 
 
+def _settings(st: dict, env: dict) -> tuple:
+    """``(threads, determinism)`` a unit computed with: its recorded settings, else its CPUs (None: unknown)."""
+    rec = st.get("settings") or env.get("settings") or {}
+    threads = rec.get("threads", st.get("cpus") or env.get("cpu_threads"))
+    rest = {k: v for k, v in rec.items() if k != "threads"}
+    return (None if threads is None else int(threads)), (json.dumps(rest, sort_keys=True) if rest else None)
+
+
 def load_units(sweep_dir) -> list[dict]:
     """One dict per unit folder: ``name``, ``notebook``, ``params`` (resolved when known), ``grid`` (its
-    own), ``status``, ``seconds``, ``error``, ``traceback``, ``commit``, ``packages``, ``device``, ``records``."""
+    own), ``status``, ``seconds``, ``error``, ``traceback``, ``commit``, ``packages``, ``device``, ``threads``,
+    ``determinism``, ``records``."""
     units = []
     for d in sorted(p for p in (Path(sweep_dir) / "units").glob("*") if p.is_dir() and not p.name.startswith(".")):
         info, st = _json(d / "unit.json", {}) or {}, _status(_json(d / "status.json"))
         env = _json(d / "env.json", {}) or {}
         stem = Path(str(info.get("notebook", ""))).stem
         grid = dict(info.get("params") or {})
+        threads, determinism = _settings(st, env)
         units.append({"name": d.name, "notebook": stem, "params": _resolved(d, stem, info.get("profile"), grid, env),
                       "grid": grid, "status": st.get("status", "unknown"),
                       "seconds": st.get("seconds"), "error": st.get("error") or "",
@@ -160,12 +178,12 @@ def load_units(sweep_dir) -> list[dict]:
                       "commit": st.get("commit") or env.get("commit"),
                       "packages": _package_hash(st.get("packages")),
                       "device": _device_class(st.get("device") or env.get("device_name") or env.get("device")),
-                      "records": _records(d / "metrics.jsonl")})
+                      "threads": threads, "determinism": determinism, "records": _records(d / "metrics.jsonl")})
     return units
 
 
 def environment(units: list[dict]) -> list[dict]:
-    """Units whose commit, package hash or device class differ from the majority of the sweep."""
+    """Units whose commit, package hash, device class or settings differ from the majority of the sweep."""
     flagged = []
     for field in ENV_FIELDS:
         seen = Counter(u[field] for u in units if u[field] is not None)
@@ -200,17 +218,36 @@ def rows(units: list[dict]) -> list[dict]:
     return out
 
 
+def by_settings(g: list[dict], units: dict) -> list[tuple[str, list[dict]]]:
+    """The records of one grid point split by the settings their units ran with: ``[("", g)]`` when all
+    agree, else one ``("threads=2", records)`` per setting (a field nobody recorded never splits)."""
+    differ = [f for f in SETTINGS if len({units[r["unit"]][f] for r in g} - {None}) > 1]
+    if not differ:
+        return [("", g)]
+    parts: dict[str, list[dict]] = {}
+    for r in g:
+        u = units[r["unit"]]
+        label = ", ".join(f"{f}={'unknown' if u[f] is None else u[f]}" for f in differ)
+        parts.setdefault(label, []).append(r)
+    return sorted(parts.items())
+
+
 def leaderboard(units: list[dict], tol: dict | None = None) -> list[dict]:
     """Per dataset × size × model (× varying setting): numbers, paper cell, differences and verdicts."""
     from ..data import dims_of
     tol = check_tolerance(tol)
     recs, flagged = rows(units), {f["unit"] for f in environment(units)}
-    seconds = {u["name"]: u["seconds"] for u in units}
-    groups: dict[tuple, list[dict]] = {}
+    seconds, named = {u["name"]: u["seconds"] for u in units}, {u["name"]: u for u in units}
+    points: dict[tuple, list[dict]] = {}
     for r in recs:
-        groups.setdefault((r["dataset"], r["size"], r["model"], r["setting"]), []).append(r)
+        points.setdefault((r["dataset"], r["size"], r["model"], r["setting"]), []).append(r)
+    groups = {}  # a grid point whose units ran under different settings: one group per setting
+    for (ds, size, model, setting), g in points.items():
+        split = by_settings(g, named)
+        for label, part in split:
+            groups[(ds, size, model, ", ".join(x for x in (setting, label) if x))] = (part, len(split) > 1)
     board = []
-    for (ds, size, model, setting), g in groups.items():
+    for (ds, size, model, setting), (g, mixed_settings) in groups.items():
         vals = lambda m: [r["value"] for r in g if r["metric"] == m]  # noqa: E731
         paper, note = paper_cell(ds, model, size)
         row = {"dataset": ds, "size": size, "model": model, "setting": setting, "dims": dims_of(ds),
@@ -229,6 +266,7 @@ def leaderboard(units: list[dict], tol: dict | None = None) -> list[dict]:
         secs = [seconds[n] for n in row["units"] if seconds.get(n) is not None]
         row["seconds_per_unit"] = sum(secs) / len(secs) if secs else math.nan
         row["mixed_env"] = bool(flagged & set(row["units"]))
+        row["mixed_settings"] = mixed_settings
         board.append(row)
     return sorted(board, key=lambda r: (r["dims"], r["dataset"], r["size"] or 0, r["model"], r["setting"]))
 
@@ -250,10 +288,26 @@ def collect(sweep_dir) -> dict:
             "environment": environment(units), "cost": tables.cost(units)}
 
 
+def unit_claims(sweep_dir, units: list[dict]) -> tuple[list[dict], list[str]]:
+    """The claims of every unit (``notebook`` = the unit's name) and the units' unequal-budget comparisons."""
+    from .. import claims
+    found, problems = [], []
+    for u in units:
+        nb = Path(sweep_dir) / "units" / u["name"] / f"{u['notebook']}.ipynb"
+        if nb.is_file():
+            found += [{**c, "notebook": u["name"]} for c in claims.read_notebook(nb)]
+        problems += claims.budget_problems([{**r, "notebook": u["name"]} for r in u["records"]])
+    return found, problems
+
+
 def write_report(sweep_dir) -> Path:
-    """Write ``results.csv``, ``leaderboard.md`` and ``leaderboard.html`` into ``sweep_dir``; returns the .md path."""
+    """Write ``results.csv``, ``leaderboard.md``, ``leaderboard.html`` and ``claims.md`` into ``sweep_dir``;
+    returns the .md path."""
+    from .. import claims
     rep = collect(sweep_dir)
     d = rep["dir"]
+    found, problems = unit_claims(d, rep["units"])
+    atomic_write(d / "claims.md", claims.markdown(found, f"Claims — sweep {d.name}", problems))
     atomic_write(d / "results.csv", tables.results_csv(rep["units"]))
     atomic_write(d / "leaderboard.html", tables.html(rep))
     return atomic_write(d / "leaderboard.md", tables.markdown(rep))

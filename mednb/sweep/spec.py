@@ -5,6 +5,7 @@
     notebook = "01_baseline_medmnist"   # file stem, unique prefix ("01") or path of a notebook
     profile = "smoke"                   # smoke | student | full
     only_present = false                # true: drop units whose MedMNIST files are absent from the data root
+    threads = 1                         # CPU threads each unit computes with (default 1), on every executor
 
     [fixed]                             # knobs every unit gets
     DATASET_3D = "none"
@@ -18,6 +19,11 @@
     [tolerance]                         # stored in sweep.json before any unit runs (the leaderboard's verdict)
     abs = 0.02
     sd = 2
+
+``threads`` fixes what a unit's numbers could otherwise take from the machine: torch's and the math
+libraries' CPU threads (CPU float reductions depend on the thread count). It is the same on the local,
+Ray and Slurm executors; their resources only decide how many units run at once. The default 1 makes
+units identical everywhere and lets parallel units share a machine without oversubscribing it.
 
 Optional: ``name`` (default: the file's stem), ``description``, and ``[paper]`` (free-form hints kept in
 ``sweep.json`` for the report). Several grids (``[[grid]]`` tables) give the union of their products,
@@ -43,8 +49,11 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
-KEYS = ("name", "description", "notebook", "profile", "only_present", "fixed", "grid", "tolerance", "paper")
+KEYS = ("name", "description", "notebook", "profile", "only_present", "threads", "fixed", "grid", "tolerance",
+        "paper")
 SEED_AXIS = "seed"
+DEFAULT_THREADS = 1
+MAX_THREADS = 256
 
 
 @dataclass
@@ -59,14 +68,16 @@ class Spec:
     tolerance: dict = field(default_factory=dict)
     paper: dict = field(default_factory=dict)
     only_present: bool = False
+    threads: int = DEFAULT_THREADS
     description: str = ""
     source: str = ""
 
     def resolved(self) -> dict:
         """The spec as stored in ``sweep.json`` (plain JSON types)."""
         return {"name": self.name, "description": self.description, "notebook": self.notebook,
-                "profile": self.profile, "only_present": self.only_present, "fixed": self.fixed,
-                "grid": self.grids, "tolerance": self.tolerance, "paper": self.paper, "source": self.source}
+                "profile": self.profile, "only_present": self.only_present, "threads": self.threads,
+                "fixed": self.fixed, "grid": self.grids, "tolerance": self.tolerance, "paper": self.paper,
+                "source": self.source}
 
 
 def shipped() -> list[str]:
@@ -104,6 +115,7 @@ def from_dict(raw: dict, *, name: str, source: str = "", notebooks_dir: str | Pa
     unknown = [k for k in raw if k not in KEYS]
     if unknown:
         raise ParamError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(KEYS)}")
+    threads = check_threads(raw.get("threads", DEFAULT_THREADS), where)
     for key in ("notebook", "profile"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ParamError(f"{where}: `{key}` is required (a string)")
@@ -120,7 +132,16 @@ def from_dict(raw: dict, *, name: str, source: str = "", notebooks_dir: str | Pa
         raise ParamError(f"{where}: only_present must be true or false, got {only_present!r}")
     return Spec(name=name, notebook=nb_path.stem, path=nb_path, profile=profile, fixed=fixed, grids=grids,
                 tolerance=_tolerance(_table(raw, "tolerance", where), where), paper=_table(raw, "paper", where),
-                only_present=only_present, description=str(raw.get("description", "")), source=source)
+                only_present=only_present, threads=threads, description=str(raw.get("description", "")),
+                source=source)
+
+
+def check_threads(value, where: str = "sweep spec") -> int:
+    """A spec's ``threads``: an int from 1 to :data:`MAX_THREADS`; raises :class:`ParamError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise ParamError(f"{where}: threads must be an int from 1 to {MAX_THREADS} (the CPU threads each unit "
+                         f"computes with; default {DEFAULT_THREADS}), got {value!r}")
+    return value
 
 
 def _table(raw: dict, key: str, where: str) -> dict:

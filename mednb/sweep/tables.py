@@ -101,7 +101,8 @@ def main_table(board: list[dict]):
             row[f"paper {M_}"] = "no paper row" if r[f"paper_{m}"] is None else f"{r[f'paper_{m}']:.3f}"
             row[f"Δ {M_}"] = _num(r[f"diff_{m}"], sign=True)
             row[f"{M_} verdict"] = r[f"verdict_{m}"]
-        row["compared with"] = compared_with(r) + (" ⚠ mixed environment" if r["mixed_env"] else "")
+        row["compared with"] = (compared_with(r) + (" ⚠ mixed environment" if r["mixed_env"] else "")
+                                + (" ⚠ mixed settings: not averaged" if r.get("mixed_settings") else ""))
         out.append(row)
     return pd.DataFrame(out)
 
@@ -179,8 +180,14 @@ def env_lines(rep: dict) -> list[str]:
     lines = [("Sweep started with: " + ", ".join(f"{k} {ev[k]}" for k in ("python", "torch", "cuda", "driver", "gpus",
                                                                            "host", "packages_hash") if ev.get(k)))
              if ev else "no evidence recorded in sweep.json"]
+    mixed = [r for r in rep["board"] if r.get("mixed_settings")]
+    if mixed:
+        points = {(r["dataset"], r["size"], r["model"]) for r in mixed}
+        lines.append(f"⚠ {len(points)} grid point(s) ran under different settings (CPU threads, determinism): "
+                     "their units are shown one row per setting, never averaged together.")
     if not rep["environment"]:
-        return lines + ["All units ran under the same commit, package set and device class."]
+        return lines + ["All units ran under the same commit, package set and device class, with the same settings "
+                        "(CPU threads, determinism)."]
     return lines + [f"⚠ {len({f['unit'] for f in rep['environment']})} unit(s) ran in a different environment "
                     "than the majority:"]
 

@@ -1,10 +1,10 @@
 """Run units as Ray tasks: on a local Ray instance, or on a running cluster (``--address``).
 
 Each unit is one task that asks Ray for its resources: one GPU (``--gpus-per-unit``) when the cluster has
-GPUs, and ``--cpus-per-unit`` CPUs (default: 1 without GPUs; with GPUs, the cluster's CPUs per GPU). Ray
-places as many tasks at once as the resources allow — k units on a box with k GPUs — and sets each
-worker's ``CUDA_VISIBLE_DEVICES`` to the unit's GPU; the unit's kernel gets exactly that GPU and as
-many threads as CPUs. A task whose worker dies (killed, node lost) is retried by Ray
+GPUs, and ``--cpus-per-unit`` CPUs (default: the spec's ``threads``). Ray places as many tasks at once as
+the resources allow — k units on a box with k GPUs, n units on n CPUs with ``threads = 1`` — and sets
+each worker's ``CUDA_VISIBLE_DEVICES`` to the unit's GPU; the unit's kernel gets exactly that GPU and
+the spec's threads, as on every executor. A task whose worker dies (killed, node lost) is retried by Ray
 (``max_retries`` = ``--max-attempts`` − 1), then recorded as failed. Workers import mednb themselves:
 on a cluster every node needs the same installation, data root and sweep folder (a shared file system).
 """
@@ -38,23 +38,21 @@ def connect(address: str | None) -> bool:
     return True
 
 
-def resources(cpus_per_unit: int | None, gpus_per_unit: int | None) -> tuple[int, int]:
-    """(CPUs, GPUs) each unit asks for, checked against the largest node of the cluster."""
+def resources(cpus_per_unit: int | None, gpus_per_unit: int | None, threads: int = 1) -> tuple[int, int]:
+    """(CPUs, GPUs) each unit asks for (CPUs: ``cpus_per_unit``, default ``threads``), checked against the
+    largest node of the cluster."""
     import ray
     total = ray.cluster_resources()
     n_gpu = int(total.get("GPU", 0))
     gpus = (1 if n_gpu else 0) if gpus_per_unit is None else int(gpus_per_unit)
     if gpus and not n_gpu:
         raise ParamError(f"--gpus-per-unit {gpus}, but the Ray cluster has no GPU")
-    if cpus_per_unit:
-        cpus = int(cpus_per_unit)
-    else:
-        cpus = max(1, int(total.get("CPU", 1) * gpus // n_gpu)) if gpus else 1
+    cpus = int(cpus_per_unit or threads)
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
         largest = max((int(n.get("CPU", 0)) for n in nodes), default=0)
         raise ParamError(f"no Ray node has {cpus} CPUs and {gpus} GPUs for one unit (largest node: "
-                         f"{largest} CPUs); lower --cpus-per-unit / --gpus-per-unit")
+                         f"{largest} CPUs); lower --cpus-per-unit / --gpus-per-unit, or the spec's threads")
     return cpus, gpus
 
 
@@ -62,12 +60,13 @@ def run(units, out, opts, env, on_done) -> None:
     import ray
     started = connect(opts.address)
     try:
-        cpus, gpus = resources(opts.cpus_per_unit, opts.gpus_per_unit)
+        cpus, gpus = resources(opts.cpus_per_unit, opts.gpus_per_unit, opts.threads)
         since = now()
         task = ray.remote(_task)
         refs = {task.options(num_cpus=cpus, num_gpus=gpus, max_retries=opts.max_attempts - 1, retry_exceptions=False,
                              name=f"mednb-unit-{u.name}").remote(
-            u, str(out), cpus, None if gpus else 0, env, opts.max_attempts, opts.cell_timeout): u for u in units}
+            u, str(out), opts.threads, None if gpus else 0, env, opts.max_attempts, opts.cell_timeout): u
+            for u in units}
         pending = list(refs)
         try:
             while pending:
