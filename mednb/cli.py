@@ -6,6 +6,7 @@
     mednb data list | info NAME | fetch NAME [--size N] | verify
     mednb bench ...            (benchmarks, see ``mednb bench --help``)
     mednb report DIR           (a sweep folder's results.csv and leaderboard.md / .html)
+    mednb book DIR --out SITE [--sweep SWEEP_DIR ...]   (a run folder as a static HTML site)
     mednb sweep SPEC --out DIR [--executor local|ray|slurm] ...   (see ``mednb sweep --help``)
     mednb cache [list | prune [--dry-run]]   (checkpoints and phantoms in the cache root)
 
@@ -23,7 +24,7 @@ from .params import PROFILES, ParamError
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mednb", description="mednb: MedMNIST teaching-and-benchmarking workbook")
-    sub = ap.add_subparsers(dest="cmd", metavar="{run,data,bench,report,sweep,cache}")
+    sub = ap.add_subparsers(dest="cmd", metavar="{run,data,bench,report,sweep,book,cache}")
     sub.required = True
 
     r = sub.add_parser("run", help="execute notebooks with papermill and collect their results",
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--notebooks-dir", metavar="D", help="where the notebooks are (default: the clone's notebooks/)")
     r.add_argument("--cell-timeout", type=int, default=None, metavar="S",
                    help="fail a notebook whose cell runs longer than S seconds")
+    r.add_argument("--book", action="store_true",
+                   help="at the end, build the static HTML site of the results into DIR/site (see mednb book)")
 
     d = sub.add_parser("data", help="list, describe, fetch and verify datasets")
     ds = d.add_subparsers(dest="data_cmd", metavar="{list,info,fetch,verify}")
@@ -56,6 +59,20 @@ def _parser() -> argparse.ArgumentParser:
                         description="Aggregate every unit of a sweep folder into DIR/results.csv, DIR/leaderboard.md "
                                     "and DIR/leaderboard.html.")
     rp.add_argument("dir", metavar="DIR", help="the sweep folder (holds sweep.json and units/)")
+
+    b = sub.add_parser("book", help="a run folder (and sweep folders) as a static HTML site, readable offline",
+                       description="Build a static HTML site from a `mednb run` output folder: an index (curriculum, "
+                                   "status, wall time, evidence of the run), one page per executed notebook with its "
+                                   "outputs, the claims, and a leaderboard page with charts per sweep folder. "
+                                   "Relative links only: open SITE/index.html from the file system or publish SITE "
+                                   "on any static host.")
+    b.add_argument("dir", metavar="DIR", help="the run folder (mednb run --out DIR)")
+    b.add_argument("--out", required=True, metavar="SITE", help="the site folder (replaced atomically when it holds "
+                                                                "an earlier book)")
+    b.add_argument("--sweep", action="append", default=[], metavar="SWEEP_DIR",
+                   help="a sweep folder to add a leaderboard page for (repeatable); the sweep notebook 10 "
+                        "reported on is added when it still exists")
+    b.add_argument("--no-auto-sweep", action="store_true", help="do not add the sweep notebook 10 reported on")
 
     from .sweep import command as sweep_command
     sw = sub.add_parser("sweep", help=sweep_command.HELP, description=sweep_command.DESCRIPTION)
@@ -198,7 +215,7 @@ def _dispatch(args) -> int:
         from . import runner
         return runner.run(args.notebooks, profile=args.profile, out=args.out, resume=args.resume,
                           overrides=args.parameter, notebooks_dir=args.notebooks_dir,
-                          cell_timeout=args.cell_timeout)
+                          cell_timeout=args.cell_timeout, book=args.book)
     if args.cmd == "data":
         if args.data_cmd == "list":
             return data_list()
@@ -214,6 +231,10 @@ def _dispatch(args) -> int:
     if args.cmd == "sweep":
         from .sweep import command as sweep_command
         return sweep_command.run(args)
+    if args.cmd == "book":
+        from .book import build
+        build(args.dir, args.out, args.sweep, auto_sweeps=not args.no_auto_sweep)
+        return 0
     if args.cmd == "report":
         from .sweep.report import write_report
         print(f"wrote {write_report(args.dir)} (+ leaderboard.html, results.csv)")

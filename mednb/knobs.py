@@ -193,6 +193,13 @@ def conv() -> Validator:
     return _lazy("volumes", "CONVS", "convolution type")
 
 
+# ----------------------------------------------------------------------------- training recipes
+def val_labels() -> Validator:
+    """A validation-label rule of :data:`mednb.engine.VAL_LABELS` (``full`` | ``matched``: see
+    :class:`mednb.engine.Recipe`)."""
+    return _lazy("engine", "VAL_LABELS", "validation-label rule")
+
+
 # ----------------------------------------------------------------------------- topic registries
 def policy() -> Validator:
     """An augmentation policy of :func:`mednb.augment.names`."""

@@ -12,6 +12,8 @@
 - ``env.json``      — versions, device, GPU, git commit, profile, resolved parameters and seeds;
 - ``status.json``   — the runner's own bookkeeping (what ``--resume`` reads);
 - ``kernel.log``    — the kernels' own output (start-up warnings, crashes), kept off the terminal.
+- ``site/``         — with ``book=True`` (``mednb run --book``): the folder as a static HTML site
+  (:func:`mednb.book.build`), built at the end of the batch.
 
 Overrides are validated against each notebook's ``PROFILES`` table (the assignments of its
 ``parameters`` cell for notebooks without one) before anything runs or is written. A failing notebook
@@ -37,6 +39,7 @@ from .execution import KERNEL_LOG, execute, execute_quietly, interruptible  # no
 from .recording import read_notebook, read_params
 
 STATUS_FILE = "status.json"
+BOOK_DIR = "site"  # where `mednb run --book` puts the static site, inside the output folder
 RESULT_FILES = ("metrics.jsonl", "results.csv", "report.md", "claims.md", "env.json", STATUS_FILE, KERNEL_LOG)
 _ANY = object()  # knob whose type is unknown (papermill inspection of a `None` default)
 # types of the shared knob vocabulary (used when a notebook has no PROFILES table)
@@ -300,10 +303,11 @@ def write_results(out: Path, status: dict, env: dict) -> None:
 
 def run(names=(), *, profile: str, out: str | Path, resume: bool = False, overrides=(),
         notebooks_dir: str | Path | None = None, cell_timeout: int | None = None,
-        kernel_name: str | None = None, log=print) -> int:
+        kernel_name: str | None = None, book: bool = False, log=print) -> int:
     """Execute notebooks and write the results folder (see module docstring). Returns the exit status:
-    0 when every notebook ran, 1 when any failed, 130 when interrupted. Raises :class:`ParamError` on bad
-    input, before anything is written."""
+    0 when every notebook ran, 1 when any failed (or the book could not be built), 130 when interrupted.
+    ``book``: at the end, build the static site of the folder into ``<out>/site`` (:func:`mednb.book.build`).
+    Raises :class:`ParamError` on bad input, before anything is written."""
     profile = resolve_profile(profile)
     paths = select(list(names), notebooks_dir or default_notebooks_dir())
     per_nb = validate(paths, overrides)
@@ -356,4 +360,11 @@ def run(names=(), *, profile: str, out: str | Path, resume: bool = False, overri
     failed = [s for s in (p.stem for p in paths) if status["notebooks"].get(s, {}).get("status") != "ok"]
     log(f"results: {out}/report.md, claims.md, results.csv, metrics.jsonl, env.json"
         + (f" — {len(failed)} failed: {', '.join(failed)}" if failed else " — all ok"))
+    if book:
+        from .book import build as build_book
+        try:
+            build_book(out, out / BOOK_DIR, log=log)
+        except Exception as e:  # noqa: BLE001 - the results stand; say why the book is missing
+            log(f"book: not built: {e}")
+            return 1
     return 1 if failed else 0

@@ -10,6 +10,11 @@
 * :func:`conv_model` — the same 2D design converted three ways (``models.to_3d``): ``2.5d``
   (per-slice 1×k×k kernels), ``3d`` (k×k×k, I3D-inflated), ``acs`` (axial/coronal/sagittal
   2D kernels; Yang et al., IEEE JBHI 2021), as in MedMNIST v2's 3D rows.
+* :func:`compare_convs`, :func:`genesis_vs_scratch`, :func:`augment_on_off` — the notebook's three comparisons.
+  Every arm of every comparison (each convolution, initialisation, label fraction and augmentation) trains the
+  same budget of optimizer steps (``Recipe(steps=N)``), so an arm with fewer labels is not also an arm with
+  less training (Oliver et al., NeurIPS 2018); :func:`verdicts` pairs the arms over seeds
+  (:func:`mednb.claims.paired`) and :func:`record_results` tags every record with its comparison and budget.
 """
 from __future__ import annotations
 
@@ -21,33 +26,54 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import knobs, models
-from .engine.recipe import Recipe
+from . import claims, knobs, models
+from .engine.recipe import VAL_LABELS, Recipe
 from .runtime import get_device
 
 CONVS = ("2.5d", "3d", "acs")
-#: the 3D classifiers' default recipe: Adam 1e-3, 10 epochs, batch 32, multistep LR, best validation AUC
-RECIPE = Recipe(batch_size=32)
+#: the 3D classifiers' default recipe: Adam 1e-3, a budget of 360 optimizer steps (about 10 epochs of
+#: AdrenalMNIST3D's 1,188 training volumes), batch 32, multistep LR, best validation AUC over 10 checks
+RECIPE = Recipe(steps=360, batch_size=32)
+#: the three comparisons of notebook 08 (the ``comparison`` tag of their records)
+COMPARISONS = ("convs", "genesis", "augment")
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 PROFILES = {
     "smoke": dict(DATASETS=["phantom3d"], SIZES=[28], CONVS=["2.5d", "3d", "acs"], BACKBONE="cnn", WIDTH=8,
-                  EPOCHS=6, BATCH_SIZE=8, LR=2e-3, SEEDS=[0], PHANTOM_COUNTS=[128, 48, 64], PHANTOM_CLASSES=2,
+                  STEPS=96, BATCH_SIZE=8, LR=2e-3, SEEDS=[0], PHANTOM_COUNTS=[128, 48, 64], PHANTOM_CLASSES=2,
                   LABEL_FRACTIONS=[0.5, 1.0], GENESIS_EPOCHS=1, AUGMENT="flip", FORCE_PRETRAIN=False,
-                  MEASURE_MEMORY=False, DEVICE="auto", AUC_TOLERANCE=0.01),
+                  MEASURE_MEMORY=False, DEVICE="auto", AUC_TOLERANCE=0.01, VAL_LABELS="full"),
     "student": dict(DATASETS=["adrenalmnist3d"], SIZES=[28], CONVS=["2.5d", "3d", "acs"], BACKBONE="cnn",
-                    WIDTH=16, EPOCHS=10, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1], PHANTOM_COUNTS=[400, 100, 200],
-                    PHANTOM_CLASSES=4, LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=5, AUGMENT="basic",
-                    FORCE_PRETRAIN=False, MEASURE_MEMORY=True, DEVICE="auto", AUC_TOLERANCE=0.01),
+                    WIDTH=16, STEPS=360, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1], PHANTOM_COUNTS=[400, 100, 200],
+                    PHANTOM_CLASSES=4, LABEL_FRACTIONS=[0.1], GENESIS_EPOCHS=5, AUGMENT="basic",
+                    FORCE_PRETRAIN=False, MEASURE_MEMORY=True, DEVICE="auto", AUC_TOLERANCE=0.01,
+                    VAL_LABELS="full"),
     "full": dict(DATASETS=["organmnist3d", "nodulemnist3d", "adrenalmnist3d", "fracturemnist3d", "vesselmnist3d",
                            "synapsemnist3d"], SIZES=[28, 64], CONVS=["2.5d", "3d", "acs"], BACKBONE="resnet18",
-                 WIDTH=64, EPOCHS=100, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1, 2], PHANTOM_COUNTS=[400, 100, 200],
+                 WIDTH=64, STEPS=3800, BATCH_SIZE=32, LR=1e-3, SEEDS=[0, 1, 2], PHANTOM_COUNTS=[400, 100, 200],
                  PHANTOM_CLASSES=4, LABEL_FRACTIONS=[0.1, 1.0], GENESIS_EPOCHS=100, AUGMENT="basic",
-                 FORCE_PRETRAIN=False, MEASURE_MEMORY=True, DEVICE="auto", AUC_TOLERANCE=0.0),
+                 FORCE_PRETRAIN=False, MEASURE_MEMORY=True, DEVICE="auto", AUC_TOLERANCE=0.0,
+                 VAL_LABELS="full"),
 }
 # knobs valid only for a dataset or a registry (checked by mednb.params before anything runs)
 CHECKS = {"DATASETS": knobs.dataset(3), "SIZES": knobs.size("DATASETS"), "CONVS": knobs.conv(),
-          "BACKBONE": knobs.backbone("CONVS"), "AUGMENT": knobs.policy(), "PHANTOM_CLASSES": knobs.phantom_classes()}
+          "BACKBONE": knobs.backbone("CONVS"), "AUGMENT": knobs.policy(), "PHANTOM_CLASSES": knobs.phantom_classes(),
+          "STEPS": lambda name, value, values: _check_steps(name, value),
+          "VAL_LABELS": knobs.registry(lambda: list(VAL_LABELS), "validation-label rule")}
+
+
+def _check_steps(name, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1 (optimizer steps of every arm), got {value!r}")
+
+
+def recipe_from(knobs_) -> Recipe:
+    """The one recipe of every 3D model of notebook 08: :data:`RECIPE` with the notebook's knobs (STEPS, BATCH_SIZE,
+    LR, AUC_TOLERANCE, VAL_LABELS). Every arm of the three comparisons trains it, so all share one budget."""
+    r = Recipe.from_knobs(knobs_, RECIPE)
+    if r.steps is None:
+        raise ValueError("notebook 08 trains a budget in optimizer steps: set STEPS")
+    return r
 
 
 def mip(volume, axis: str | int = "axial") -> torch.Tensor:
@@ -237,9 +263,10 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
     """Train every (dataset, size, conv, seed) with ``recipe``; one tidy row per run (phantoms:
     ``phantom_counts`` and ``phantom_classes`` as in :func:`load_volumes`).
 
-    Columns: dataset, size, conv, seed, test_auc, test_acc, params, sec_per_epoch (training only),
-    est_memory (bytes, :func:`estimate_memory`), peak_memory (bytes, :func:`measure_peak_memory`, or
-    NaN when ``measure_memory`` is False).
+    Columns: dataset, size, conv, seed, steps (optimizer steps trained), test_auc, test_acc, params,
+    sec_per_epoch (training time of one pass over the training set), est_memory (bytes, :func:`estimate_memory`),
+    peak_memory (bytes, :func:`measure_peak_memory`, or NaN when ``measure_memory`` is False).
+    ``attrs["histories"]``: ``{(dataset, size, conv, seed): validation history}``.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -247,7 +274,7 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
     for c in convs:
         if c not in CONVS:
             raise ValueError(f"unknown conv {c!r}; valid: {', '.join(CONVS)}")
-    rows, data_keys = [], {}
+    rows, data_keys, histories = [], {}, {}
     kw = models.width_kw(backbone, width)
     jobs = [(d, s, c, sd) for d in datasets for s in sizes for c in convs for sd in seeds]
     bar = tqdm(jobs, desc="2.5D / 3D / ACS", disable=not progress)
@@ -268,14 +295,16 @@ def compare_convs(datasets, sizes, convs, seeds, recipe: Recipe = RECIPE, *, bac
                     if measure_memory else float("nan"))
             mem[(d, s, c)] = (est, peak)
         _warn_collapse(res.test, sp, f"{backbone}_{c} on {d} {s}³, seed {sd}")
-        rows.append(dict(dataset=d, size=s, conv=c, seed=sd, test_auc=res.test["auc"], test_acc=res.test["acc"],
+        histories[(d, s, c, sd)] = res.history
+        rows.append(dict(dataset=d, size=s, conv=c, seed=sd, steps=res.steps, test_auc=res.test["auc"],
+                         test_acc=res.test["acc"],
                          params=models.count_parameters(res.model),
                          sec_per_epoch=res.n_train / max(res.images_per_s, 1e-9),
                          est_memory=mem[(d, s, c)][0], peak_memory=mem[(d, s, c)][1]))
     out = pd.DataFrame(rows)
     # what a later study needs to reuse these runs: the training setup, and the split sizes and classes of
     # the data
-    out.attrs.update(setup=(recipe, backbone, width, str(device)), data=data_keys)
+    out.attrs.update(setup=(recipe, backbone, width, str(device)), data=data_keys, histories=histories)
     return out
 
 
@@ -285,15 +314,18 @@ def _data_key(splits) -> tuple[int, int, int, int]:
 
 
 def _reused(runs, splits, recipe, backbone, width, device, conv, seed):
-    """The (test_auc, test_acc) of the same training in ``runs`` (a :func:`compare_convs` table trained with
-    the same recipe, backbone, width and device on data of the same splits and classes: seeded alike, so the
-    numbers are the ones a rerun would give), or None."""
+    """The (test_auc, test_acc, steps, history) of the same training in ``runs`` (a :func:`compare_convs` table
+    trained with the same recipe — so the same budget of steps —, backbone, width and device on data of the same
+    splits and classes: seeded alike, so the numbers are the ones a rerun would give), or None."""
     if (runs is None or runs.attrs.get("setup") != (recipe, backbone, width, str(device))
             or runs.attrs.get("data", {}).get((splits.name, splits.size)) != _data_key(splits)):
         return None
     hit = runs[(runs.dataset == splits.name) & (runs["size"] == splits.size) & (runs.conv == conv)
                & (runs.seed == seed)]
-    return (float(hit.test_auc.iloc[0]), float(hit.test_acc.iloc[0])) if len(hit) else None
+    if not len(hit) or (recipe.steps is not None and int(hit.steps.iloc[0]) != int(recipe.steps)):
+        return None
+    history = runs.attrs.get("histories", {}).get((splits.name, splits.size, conv, seed))
+    return float(hit.test_auc.iloc[0]), float(hit.test_acc.iloc[0]), int(hit.steps.iloc[0]), history
 
 
 def with_paper(df, backbone_rows=("ResNet-18", "ResNet-50")):
@@ -317,8 +349,10 @@ def genesis_vs_scratch(splits, recipe: Recipe = RECIPE, *, conv="3d", fractions=
                        progress=True, reuse=None):
     """Models Genesis 3D pre-training (``mednb.ssl``, on the unlabeled training volumes, with the recipe's
     batch size and LR) → fine-tune with ``recipe``, vs training from scratch, at each label fraction and
-    seed. ``reuse``: a :func:`compare_convs` table whose same-seed, same-recipe ``conv`` runs stand in for
-    scratch at 100 % labels (the identical training, not repeated). Returns (rows DataFrame, pretrain result)."""
+    seed. Every arm trains the recipe's budget of ``steps`` whatever its number of labels. ``reuse``: a
+    :func:`compare_convs` table whose same-seed, same-recipe ``conv`` runs stand in for scratch at 100 % labels
+    (the identical training, not repeated). Returns (rows DataFrame, pretrain result); the rows' ``attrs
+    ["histories"]`` hold ``{(init, label_fraction, seed): validation history}`` (:func:`mednb.plot.convergence`)."""
     import pandas as pd
     from tqdm.auto import tqdm
     from . import engine, ssl
@@ -332,13 +366,14 @@ def genesis_vs_scratch(splits, recipe: Recipe = RECIPE, *, conv="3d", fractions=
                        device=device, seed=seeds[0], force=force_pretrain, progress=progress,
                        dataset=f"{splits.name}_{splits.size}")
     state = {k: v.detach().cpu().clone() for k, v in pre.model.features.state_dict().items()}
-    rows = []
+    rows, histories = [], {}
     for init, f, sd in tqdm([(i, f, s) for i in ("scratch", "genesis") for f in fractions for s in seeds],
                             desc="Genesis vs scratch", disable=not progress):
         scratch_all = (init, f) == ("scratch", 1.0)
         done = _reused(reuse, splits, recipe, backbone, width, device, conv, sd) if scratch_all else None
         if done:
-            rows.append(dict(init=init, label_fraction=f, seed=sd, test_auc=done[0], test_acc=done[1],
+            histories[(init, f, sd)] = done[3]
+            rows.append(dict(init=init, label_fraction=f, seed=sd, steps=done[2], test_auc=done[0], test_acc=done[1],
                              n_labels=len(splits.train.y)))
             continue
         seed_everything(sd)
@@ -348,16 +383,19 @@ def genesis_vs_scratch(splits, recipe: Recipe = RECIPE, *, conv="3d", fractions=
         res = engine.fit(m, splits, recipe, label_fraction=f, seed=sd, device=device, progress=False)
         test = engine.evaluate(res.model, splits.test, splits.task, device)
         _warn_collapse(test, splits, f"{init} at {f:.0%} labels, seed {sd}")
-        rows.append(dict(init=init, label_fraction=f, seed=sd, test_auc=test["auc"], test_acc=test["acc"],
-                         n_labels=res.n_train))
-    return pd.DataFrame(rows), pre
+        histories[(init, f, sd)] = res.history
+        rows.append(dict(init=init, label_fraction=f, seed=sd, steps=res.steps, test_auc=test["auc"],
+                         test_acc=test["acc"], n_labels=res.n_train))
+    out = pd.DataFrame(rows)
+    out.attrs["histories"] = histories
+    return out, pre
 
 
 def augment_on_off(splits, recipe: Recipe = RECIPE, *, policy="flip", conv="3d", seeds=(0,), backbone="cnn",
                    width=None, device="auto", progress=True, reuse=None):
     """The same 3D model trained with ``recipe``, with and without ``mednb.augment`` policy ``policy``;
-    one row per run. ``reuse``: a :func:`compare_convs` table whose same-seed, same-recipe runs stand in for
-    the runs without augmentation."""
+    one row per run (both arms train the recipe's budget of steps). ``reuse``: a :func:`compare_convs` table
+    whose same-seed, same-recipe runs stand in for the runs without augmentation."""
     import pandas as pd
     from tqdm.auto import tqdm
     from . import augment, engine
@@ -367,10 +405,96 @@ def augment_on_off(splits, recipe: Recipe = RECIPE, *, policy="flip", conv="3d",
                         disable=not progress):
         done = _reused(reuse, splits, recipe, backbone, width, device, conv, sd) if aug == "none" else None
         if done:
-            rows.append(dict(augment=aug, seed=sd, test_auc=done[0], test_acc=done[1]))
+            rows.append(dict(augment=aug, seed=sd, steps=done[2], test_auc=done[0], test_acc=done[1]))
             continue
         res = engine.train(splits, f"{backbone}_{conv}", recipe, seed=sd, model_kw=kw, device=device,
                            augment=None if aug == "none" else augment.get(aug, dims=3), progress=False)
         _warn_collapse(res.test, splits, f"augment {aug}, seed {sd}")
-        rows.append(dict(augment=aug, seed=sd, test_auc=res.test["auc"], test_acc=res.test["acc"]))
+        rows.append(dict(augment=aug, seed=sd, steps=res.steps, test_auc=res.test["auc"], test_acc=res.test["acc"]))
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- convergence, verdicts, records
+def convergence(genesis_runs, fraction: float | None = None) -> dict:
+    """``{label: [history per seed]}`` of scratch and Genesis at ``fraction`` (default: the lowest label fraction
+    run), for :func:`mednb.plot.convergence`: validation AUC against optimizer steps."""
+    hist = genesis_runs.attrs.get("histories", {})
+    f = min(genesis_runs.label_fraction) if fraction is None else fraction
+    return {f"{init} at {f:.0%} labels": [h for (i, lf, _), h in sorted(hist.items(), key=lambda kv: kv[0][2])
+                                          if i == init and lf == f and h]
+            for init in ("scratch", "genesis")}
+
+
+def _by_seed(df, metric: str = "test_auc") -> dict:
+    return {int(r.seed): float(getattr(r, metric)) for r in df.itertuples()}
+
+
+def _budget(*tables) -> int:
+    """The one budget in steps of the rows of ``tables``; an error when two arms trained different budgets."""
+    steps = sorted({int(x) for t in tables for x in t["steps"]})
+    if len(steps) != 1:
+        raise ValueError(f"the arms of one comparison must train one budget of steps, got {steps}")
+    return steps[0]
+
+
+def verdicts(runs, genesis_runs, aug_runs, policy: str) -> list[dict]:
+    """The notebook's claims, each a paired difference over seeds (:func:`mednb.claims.paired`): per (dataset,
+    size), 3D − 2.5D and ACS − 2.5D; Genesis − scratch at each label fraction; ``policy`` − no augmentation.
+    One dict per claim: comparison, dataset, text, paired, steps, citation."""
+    out = []
+    for (d, s), g in runs.groupby(["dataset", "size"], sort=False):
+        by = {c: _by_seed(gc) for c, gc in g.groupby("conv")}
+        for c in ("3d", "acs"):
+            if c in by and "2.5d" in by:
+                out.append(dict(comparison="convs", dataset=d, text=f"{c.upper()} beats 2.5D convolutions ({s}³)",
+                                paired=claims.paired(by[c], by["2.5d"]), steps=_budget(g),
+                                citation="Yang et al., Sci. Data 2023 (MedMNIST v2); "
+                                         "Yang et al., IEEE JBHI 2021 (ACS)"))
+    d = runs.dataset.iloc[0] if len(runs) else None
+    for f, g in genesis_runs.groupby("label_fraction"):
+        sc, ge = g[g.init == "scratch"], g[g.init == "genesis"]
+        if len(sc) and len(ge):
+            out.append(dict(comparison="genesis", dataset=d,
+                            text=f"Models Genesis pre-training beats scratch at {f:.0%} labels",
+                            paired=claims.paired(_by_seed(ge), _by_seed(sc)), steps=_budget(genesis_runs),
+                            citation="Zhou et al., MICCAI 2019 / MedIA 2021 (Models Genesis)"))
+    on, off = aug_runs[aug_runs.augment == policy], aug_runs[aug_runs.augment == "none"]
+    if len(on) and len(off):
+        out.append(dict(comparison="augment", dataset=d, text=f"3D augmentation {policy!r} beats none",
+                        paired=claims.paired(_by_seed(on), _by_seed(off)), steps=_budget(aug_runs),
+                        citation="Shorten & Khoshgoftaar, J. Big Data 2019"))
+    return out
+
+
+def record_claims(found: list[dict]) -> list[dict]:
+    """Record each of :func:`verdicts`' claims with :func:`mednb.claims.claim` (shown as one line each)."""
+    return [claims.claim(v["text"], v["paired"], comparison=v["comparison"], steps=v["steps"], dataset=v["dataset"],
+                         citation=v["citation"]) for v in found]
+
+
+def results(runs, genesis_runs, aug_runs, dataset: str, size: int, backbone: str) -> list[tuple[str, float, dict]]:
+    """``(metric, value, tags)`` of every run of the three comparisons, each tagged ``comparison`` and ``steps`` (its
+    budget) besides conv, size, dataset and seed: what the notebook passes to :func:`mednb.record`."""
+    out = []
+    for r in runs.to_dict("records"):
+        tags = dict(comparison="convs", steps=int(r["steps"]), conv=r["conv"], size=r["size"], dataset=r["dataset"],
+                    seed=r["seed"])
+        out += [(m, r[m], {**tags, "model": backbone}) for m in ("test_auc", "test_acc")]
+        out.append(("sec_per_epoch", r["sec_per_epoch"], tags))
+    for r in genesis_runs.to_dict("records"):
+        out.append(("test_auc", r["test_auc"], dict(comparison="genesis", steps=int(r["steps"]), conv="3d", size=size,
+                                                    dataset=dataset, seed=r["seed"], init=r["init"],
+                                                    label_fraction=r["label_fraction"])))
+    for r in aug_runs.to_dict("records"):
+        out.append(("test_auc", r["test_auc"], dict(comparison="augment", steps=int(r["steps"]), conv="3d", size=size,
+                                                    dataset=dataset, seed=r["seed"], augment=r["augment"])))
+    return out
+
+
+def record_results(runs, genesis_runs, aug_runs, dataset: str, size: int, backbone: str) -> int:
+    """:func:`mednb.record` every entry of :func:`results`; returns the number of records."""
+    from .recording import record
+    found = results(runs, genesis_runs, aug_runs, dataset, size, backbone)
+    for name, value, tags in found:
+        record(name, value, **tags)
+    return len(found)

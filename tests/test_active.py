@@ -9,7 +9,7 @@ import torch
 from mednb import active, data, engine, models
 from mednb.runtime import code_version
 
-RECIPE = engine.Recipe(epochs=1, batch_size=16, lr=2e-3)
+RECIPE = engine.Recipe(steps=2, evals=2, batch_size=16, lr=2e-3)
 FAST = dict(model=active.ModelSpec("cnn", dropout=0.3), scoring=active.Scoring(mc_samples=3, aift_copies=3))
 
 
@@ -179,17 +179,26 @@ def test_learner_settings_fail_early(tiny):
     with pytest.raises(ValueError, match="put epochs, lr in the recipe"):
         active.ActiveLearner(tiny, "entropy", fit_kw={"lr": 1e-2, "epochs": 3})
     default = active.ActiveLearner(tiny)
-    assert default.recipe == active.RECIPE == engine.Recipe(epochs=10, lr=1e-3, batch_size=32)
+    assert default.recipe == active.RECIPE == engine.Recipe(steps=100, lr=1e-3, batch_size=32)
     assert default.spec == active.ModelSpec("cnn", dropout=0.3) and default.scoring == active.Scoring()
 
 
-def test_round_recipe_raises_epochs_to_reach_min_steps(tiny):
-    learner = active.ActiveLearner(tiny, "random", RECIPE, min_steps=10, pool=40, device="cpu", **FAST)
-    learner.seed_set(40)
-    assert learner.round_recipe() == RECIPE.replace(epochs=4)       # ceil(40 / 16) = 3 steps an epoch
-    paper_batch = active.ActiveLearner(tiny, "random", engine.Recipe(epochs=1), min_steps=10, pool=40, device="cpu")
-    paper_batch.seed_set(40)
-    assert paper_batch.round_recipe() == engine.Recipe(epochs=10)   # batch None → 128: one step an epoch
+def test_every_round_trains_the_step_budget_and_epoch_recipes_are_refused(tiny):
+    with pytest.raises(ValueError, match="steps=N"):
+        active.ActiveLearner(tiny, "random", engine.Recipe(epochs=3), device="cpu")
+    with pytest.raises(TypeError, match="min_steps"):
+        active.ActiveLearner(tiny, "random", RECIPE, min_steps=10, device="cpu")
+    learner = active.run(tiny, "margin", [4, 8, 30], RECIPE.replace(steps=5, evals=5), pool=40, device="cpu", **FAST)
+    assert [h["steps"] for h in learner.history] == [5, 5, 5]          # 4 labels or 30: the same steps
+    assert [len(c) for c in learner.curves] == [5, 5, 5]               # one validation check per step here
+    assert [c[-1]["step"] for c in learner.curves] == [5, 5, 5]
+    assert all(h["n_val"] == len(tiny.val) for h in learner.history)   # val_labels="full"
+
+
+def test_matched_validation_grows_with_the_labels(tiny):
+    learner = active.run(tiny, "random", [4, 40], RECIPE.replace(val_labels="matched"), pool=50, device="cpu", **FAST)
+    n_val = [h["n_val"] for h in learner.history]
+    assert 5 * tiny.n_classes <= n_val[0] <= n_val[1] < len(tiny.val)   # ≥ 5 per class, 0.25 × the labels above
 
 
 def test_compare_forwards_the_recipe_to_every_fit(tiny, monkeypatch):
@@ -202,14 +211,14 @@ def test_compare_forwards_the_recipe_to_every_fit(tiny, monkeypatch):
 
     monkeypatch.setattr(engine, "fit", spy)
     frame, runs = active.compare(tiny, ["random", "margin"], [6, 10], seeds=(0, 1), recipe=RECIPE, progress=False,
-                                 pool=40, device="cpu", min_steps=2, fit_kw={"class_weight": "balanced"}, **FAST)
+                                 pool=40, device="cpu", fit_kw={"class_weight": "balanced"}, **FAST)
     assert len(calls) == 8 and len(frame) == 8
-    assert all(r == RECIPE.replace(epochs=2) for r, _ in calls)      # 6 or 10 labels: one step an epoch
+    assert all(r == RECIPE for r, _ in calls)                        # 6 or 10 labels: the same step budget
     assert all(kw["class_weight"] == "balanced" and kw["progress"] is False for _, kw in calls)
     seeds = sorted({kw["seed"] for _, kw in calls})
     assert seeds == [0, 1, 1000, 1001]                               # seed * 1000 + round
     for (s, sd), learner in runs.items():
-        assert [h["epochs"] for h in learner.history] == [2, 2]
+        assert [h["steps"] for h in learner.history] == [RECIPE.steps] * 2
     for sd in (0, 1):                                                # paired: one cold-start set per seed
         assert runs[("random", sd)].history[0]["queried"] == runs[("margin", sd)].history[0]["queried"]
 
@@ -345,3 +354,57 @@ def test_labeling_panel_callbacks_update_state(tiny):
     assert list(panel.curve_fig.axes[0].lines[0].get_xdata()) == [6, 10]
     with pytest.raises(IndexError):
         panel.label(0, 1)
+
+
+# ----------------------------------------------------------------------------- paired verdicts, validation size
+def test_paired_at_and_best_strategy_on_constructed_frames():
+    f = _frame({"random": [[.6, .7, .8, .9], [.6, .71, .8, .9], [.6, .69, .8, .9]],
+                "aift": [[.6, .8, .85, .9], [.6, .82, .85, .9], [.6, .79, .86, .9]],
+                "bald": [[.6, .75, .8, .9], [.6, .7, .8, .9], [.6, .72, .8, .9]]})
+    p = active.paired_at(f, "aift", "random", 20)
+    assert p.n == 3 and p.delta == pytest.approx(0.1033, abs=1e-3) and p.verdict == "better"
+    assert active.paired_at(f, "aift", "random").verdict == "within noise"   # 40 labels: no difference
+    assert active.best_strategy(f, 20) == "aift"
+    with pytest.raises(ValueError, match="valid: random, aift, bald"):
+        active.paired_at(f, "coreset", "random", 20)
+    with pytest.raises(ValueError, match="no strategy other than"):
+        active.best_strategy(f[f.strategy == "random"], 20)
+
+
+def test_val_labels_effect_reruns_the_other_setting_only(tiny, monkeypatch):
+    frame, _ = active.compare(tiny, ["entropy", "random"], [4, 8], seeds=(0, 1), recipe=RECIPE, progress=False,
+                              pool=40, device="cpu", **FAST)
+    calls = []
+    real = active.verdicts.compare
+
+    def spy(splits, strategies, budget, seeds, recipe, **kw):
+        calls.append(recipe.val_labels)
+        return real(splits, strategies, budget, seeds, recipe, **kw)
+
+    monkeypatch.setattr(active.verdicts, "compare", spy)
+    runs, table = active.val_labels_effect(tiny, ["entropy", "random"], [4, 8], (0, 1), RECIPE, frame=frame,
+                                           pool=40, device="cpu", **FAST)
+    assert calls == ["matched"]                                        # "full" reused from the frame
+    assert set(runs.val_labels) == {"full", "matched"} and len(runs) == 16
+    assert set(runs.steps) == {RECIPE.steps}                           # one budget for both settings
+    full, matched = (table[table.val_labels == v] for v in ("full", "matched"))
+    assert (matched.n_val.to_numpy() < full.n_val.to_numpy()).all()
+    assert list(table.val_labels) == ["full", "matched", "matched − full"] * 2
+    assert set(full.verdict) <= {"better", "worse", "within noise"}
+    with pytest.raises(ValueError, match="two strategies"):
+        active.val_labels_effect(tiny, ["random"], [4], (0,), RECIPE)
+
+
+def test_profiles_use_one_step_budget_and_check_val_labels():
+    import importlib
+    params = importlib.import_module("mednb.params")
+    for name, prof in active.PROFILES.items():
+        assert not {"EPOCHS", "MIN_STEPS", "VOLUME_EPOCHS"} & set(prof), name
+        assert prof["STEPS"] >= 1 and prof["STEPS_3D"] >= 1 and prof["VAL_LABELS"] in engine.VAL_LABELS
+        r = engine.Recipe.from_knobs(prof, active.RECIPE)
+        assert r.steps == prof["STEPS"] and r.val_labels == prof["VAL_LABELS"]
+        assert engine.Recipe.from_knobs(prof, active.RECIPE, suffix="_3D").steps == prof["STEPS_3D"]
+    with pytest.raises(params.ParamError, match="valid: full, matched"):
+        params.validate("06_active_learning", {"VAL_LABELS": "half"}, "smoke")
+    with pytest.raises(params.ParamError, match="STEPS must be"):
+        params.validate("06_active_learning", {"STEPS": 0}, "smoke")

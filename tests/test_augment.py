@@ -251,22 +251,94 @@ def test_grid_and_verdict(tmp_path, monkeypatch):
     df = A.label_fraction_grid(sp, ["none", "flip"], [0.5], [0], recipe=engine.Recipe(epochs=1, batch_size=16),
                                device="cpu", progress=False)
     assert len(df) == 2 and set(df.policy) == {"none", "flip"}
-    assert (df.n_train == 16).all() and (df.train_images_per_s > 0).all()
+    assert (df.n_train == 16).all() and (df.train_images_per_s > 0).all() and (df.steps == 1).all()
     v = A.verdict(df)
     assert len(v) == 1 and v.best_policy[0] in ("none", "flip")
     assert "50% labels" in A.describe_verdict(v)
 
 
-def test_offline_vs_online_sees_the_same_number_of_images(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def step_grid(tmp_path_factory):
+    """Two policies × two label fractions × two seeds under one step budget (8 steps of 16, 2 checks)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDNB_DATA", str(tmp_path_factory.mktemp("grid")))
+        sp = data.load("phantom2d", counts=(48, 16, 16), cache=False)
+    recipe = engine.Recipe(steps=8, evals=2, batch_size=16)
+    df = A.label_fraction_grid(sp, ["none", "flip"], [0.25, 1.0], [0, 1], recipe=recipe, device="cpu",
+                               progress=False)
+    return sp, recipe, df
+
+
+def test_grid_gives_every_arm_the_same_steps(step_grid):
+    sp, recipe, df = step_grid
+    assert len(df) == 8 and set(df.steps) == {8}  # 12 and 48 training images, 8 steps each
+    assert sorted(set(df.n_train)) == [12, 48]
+    assert all([h["step"] for h in hist] == [4, 8] for hist in df.history)
+    with pytest.raises(ValueError, match=r"one budget in optimizer steps.*Recipe\(steps=N\).*10 epochs"):
+        A.label_fraction_grid(sp, ["none"], [0.25, 1.0], [0], recipe=engine.Recipe(epochs=10), progress=False)
+
+
+def test_paired_verdict_and_claims(step_grid):
+    from mednb import claims
+    _, _, df = step_grid
+    v = A.verdict(df)
+    assert list(v.n_seeds) == [2, 2] and set(v.steps) == {8}
+    for r in v.itertuples():
+        if r.best_policy != "none":
+            p = claims.paired(A.by_seed(df, policy=r.best_policy, label_fraction=r.label_fraction),
+                              A.by_seed(df, policy="none", label_fraction=r.label_fraction))
+            assert r.gain_over_baseline == pytest.approx(p.delta) and r.verdict == p.verdict
+            assert r.paired == str(p) and "95 % CI over 2 paired seeds" in A.describe_verdict(v)
+    recs = A.record_claims(df, policy="flip")
+    assert len(recs) == 3  # one per fraction + the scarce-vs-plenty difference
+    assert all(r["budget"] == "8 steps" and r["comparison"] == "policy_x_fraction" and r["n"] == 2 for r in recs)
+    assert all(r["verdict"] in claims.VERDICTS for r in recs)
+
+
+def test_budget_demo_two_budgets_and_reuse(step_grid, monkeypatch):
+    sp, recipe, df = step_grid
+    calls = []
+    train = engine.train
+    monkeypatch.setattr(engine, "train", lambda *a, **k: calls.append(k["label_fraction"]) or train(*a, **k))
+    demo = A.budget_demo(sp, ["none", "flip"], 0.25, [0, 1], recipe=recipe, epochs=3, reuse=df, device="cpu",
+                         progress=False)
+    assert len(calls) == 4  # only the equal-epochs arms train; the equal-steps arms are the grid's runs
+    by = demo.groupby("budget").steps.unique()
+    assert list(by["equal epochs"]) == [3] and list(by["equal steps"]) == [8]  # 12 images: 1 step per epoch
+    assert set(demo.full_label_steps) == {9}  # 3 epochs × ⌈48 / 16⌉
+    same = demo[demo.budget == "equal steps"].set_index(["policy", "seed"]).test_auc
+    grid = df[df.label_fraction == 0.25].set_index(["policy", "seed"]).test_auc
+    assert same.sort_index().equals(grid.sort_index())
+    table = A.budget_table(demo)
+    assert list(table.policy) == ["none", "flip"] and "equal steps: − none" in table.columns
+    again = A.label_fraction_grid(sp, ["none"], [0.25], [0], recipe=recipe, reuse=demo, device="cpu",
+                                  progress=False)
+    assert len(calls) == 4 and again.test_auc[0] == grid.loc[("none", 0)]
+
+
+def test_records_carry_comparison_and_one_budget(step_grid):
+    from mednb import recording
+    _, _, df = step_grid
+    before = len(recording.recorded())
+    n = A.record_rows(df, "policy_x_fraction", tags=("policy", "label_fraction"), model="cnn")
+    recs = recording.recorded()[before:]
+    assert n == len(recs) == len(df)
+    assert {r["comparison"] for r in recs} == {"policy_x_fraction"} and {r["steps"] for r in recs} == {8}
+    assert all({"dataset", "seed", "policy", "label_fraction", "model"} <= set(r) for r in recs)
+
+
+def test_offline_vs_online_one_step_budget(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
     sp = data.load("phantom2d", counts=(32, 16, 16), cache=False)
-    df = A.compare_offline_online(sp, "flip", copies=1, recipe=engine.Recipe(epochs=2, batch_size=16),
+    with pytest.raises(ValueError, match="optimizer steps"):
+        A.compare_offline_online(sp, "flip", copies=1, recipe=engine.Recipe(epochs=2, batch_size=16), progress=False)
+    df = A.compare_offline_online(sp, "flip", copies=1, recipe=engine.Recipe(steps=4, evals=2, batch_size=16),
                                   device="cpu", progress=False)
     rows = df.set_index("mode")
     assert list(df["mode"]) == ["none", "online", "offline"]
     assert rows.loc["offline", "n_train"] == 2 * rows.loc["online", "n_train"] == 64
-    assert list(rows.epochs) == [2, 2, 1]  # offline: max(1, round(epochs / (copies + 1)))
-    assert rows.images_seen.nunique() == 1 and rows.loc["none", "policy"] == "none"
+    assert set(rows.steps) == {4} and set(rows.images_seen) == {64}  # the same images seen by every mode
+    assert rows.loc["none", "policy"] == "none"
     assert rows.loc["offline", "train_bytes"] > 1.9 * rows.loc["online", "train_bytes"]
 
 
@@ -275,9 +347,10 @@ def test_imbalance_experiment_strategies(tmp_path, monkeypatch):
     sp = data.load("phantom2d", counts=(48, 16, 16), cache=False)
     with pytest.raises(ValueError, match="valid: nothing, weighted loss, oversample"):
         A.imbalance_experiment(sp, strategies=["smote"])
-    df = A.imbalance_experiment(sp, 0.25, recipe=engine.Recipe(epochs=1, batch_size=16), device="cpu",
+    df = A.imbalance_experiment(sp, 0.25, recipe=engine.Recipe(steps=3, evals=1, batch_size=16), device="cpu",
                                 progress=False)
     assert list(df.strategy) == list(A.IMBALANCE_STRATEGIES)  # the policy name of a strategy is resolved
+    assert set(df.steps) == {3}  # one budget for every strategy
     counts = [int(c) for c in df.train_counts[0].strip("[]").split(",")]
     assert min(counts) == max(1, round(0.25 * max(counts)))
     assert df.test_auc.between(0, 1).all() and df.test_balanced_acc.between(0, 1).all()
@@ -345,3 +418,16 @@ def test_gallery_figure(ph2):
     fig = A.gallery(x[0], ["none", "basic"], n=3, masks=m[0])
     assert len(fig.axes) == 2 * 4
     plt.close(fig)
+
+
+def test_budget_knobs_of_notebook_02():
+    """STEPS / STEPS_3D / EVALS / VAL_LABELS map onto the recipes; a bad VAL_LABELS names the valid rules."""
+    import importlib
+    params = importlib.import_module("mednb.params")
+    for profile in ("smoke", "student", "full"):
+        P = params.validate("02_augmentation", {}, profile)
+        r2, r3 = engine.Recipe.from_knobs(P), engine.Recipe.from_knobs(P, suffix="_3D")
+        assert (r2.steps, r3.steps, r2.val_labels) == (P["STEPS"], P["STEPS_3D"], P["VAL_LABELS"])
+        assert r3.batch_size == P["BATCH_SIZE_3D"] and P["DEMO_FRACTION"] in P["LABEL_FRACTIONS"]
+    with pytest.raises(params.ParamError, match="unknown validation-label rule 'half'; valid: full, matched"):
+        params.validate("02_augmentation", {"VAL_LABELS": "half"}, "smoke")

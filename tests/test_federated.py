@@ -1,6 +1,7 @@
 """mednb.federated: simulated hospitals, Flower apps and strategies, AdaBN, the Deployment Runtime."""
 from __future__ import annotations
 
+import importlib
 import json
 import time
 
@@ -12,7 +13,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 from mednb import data, engine, models
 from mednb.federated import adapt, apps, exchange, methods, scanners, sites, strategy
 
-RECIPE = engine.Recipe(epochs=1, lr=2e-3, batch_size=16, schedule="constant", select="last")
+RECIPE = methods.LOCAL.replace(steps=3, lr=2e-3, batch_size=16)
 SETUP = methods.Setup(RECIPE, rounds=2, model_kw={"width": 4})
 
 
@@ -98,6 +99,95 @@ def test_bad_knobs_name_the_valid_choices():
         sites.build_sites("phantom2d", 4, 1.0)
     with pytest.raises(ValueError, match="fraction of sites per round must be in"):
         methods.Setup(RECIPE, fraction=0.0)
+    with pytest.raises(ValueError, match="budget in optimizer steps per round"):
+        methods.Setup(engine.Recipe(epochs=2))
+    params = importlib.import_module("mednb.params")  # the module (mednb.params is also the notebook function)
+    with pytest.raises(params.ParamError, match="FT_STEPS must be an int >= 1"):
+        params.validate("09_multisite_federated", {"FT_STEPS": 0}, "smoke")
+
+
+# ----------------------------------------------------------------------------- one budget in optimizer steps
+def test_every_method_gets_the_same_total_of_optimizer_steps():
+    """Local-only: the federation's steps per hospital; centralized: all hospitals' steps on the pooled data; with a
+    fraction of the hospitals per round, the baselines get the total the drawn hospitals train."""
+    setup = methods.setups_from({"MODEL": "cnn", "WIDTH": 4, "ROUNDS": 5, "STEPS": 8, "FRACTION": 1.0, "MU": 0.0,
+                                 "DEVICE": "cpu", "BATCH_SIZE": 16, "LR": 1e-3}, ["phantom2d"])["phantom2d"]
+    assert (setup.recipe.steps, setup.recipe.evals, setup.budget) == (8, 1, 40)
+    assert setup.local_recipe(3).steps == 40 and setup.pooled_recipe(3).steps == 120
+    part = methods.Setup(RECIPE.replace(steps=10), rounds=6, fraction=0.6)
+    m = part.sites_per_round(5)
+    assert m == 3 and part.pooled_recipe(5).steps == 6 * 10 * 3 and part.local_recipe(5).steps * 5 == 6 * 10 * 3
+
+
+def test_baselines_train_the_budget_and_carry_its_steps(site_set):
+    st, _ = site_set
+    setup = methods.Setup(RECIPE, rounds=2, model_kw={"width": 4}, device="cpu")
+    seen = []
+    real = engine.fit
+    def spy(*a, **k):
+        res = real(*a, **k)
+        seen.append((res.steps, res.n_train))
+        return res
+    import unittest.mock
+    with unittest.mock.patch.object(methods.engine, "fit", spy):
+        local, _ = methods.local_only(st, setup)
+        central, _ = methods.centralized(st, setup)
+    assert [s for s, _ in seen] == [6, 6, 12]  # each hospital 2 rounds × 3 steps; pooled: both hospitals' share
+    assert len({n for _, n in seen[:2]}) == 2  # hospitals of different sizes, one budget
+    assert set(local.steps) == set(central.steps) == {setup.budget}
+
+
+def test_finetuning_trains_one_budget_whatever_the_labels(site_set):
+    st, _ = site_set
+    model = models.create("cnn", 1, 2, width=4)
+    rec = adapt.FINETUNE.replace(steps=4, evals=2)
+    out = {}
+    for n in (2, 8):
+        hist = []
+        adapt.finetune(model, st.unseen, n, "all", rec, seed=0, device="cpu", history=hist)
+        out[n] = hist
+    assert [e["step"] for e in out[2]] == [e["step"] for e in out[8]] == [2, 4]
+    assert all("val_auc" in e for e in out[2])
+    with pytest.raises(ValueError, match="budget in optimizer steps"):
+        adapt.finetune(model, st.unseen, 2, "all", engine.Recipe(epochs=3), device="cpu")
+
+
+def test_claims_are_paired_over_seeds_and_records_carry_comparison_and_steps():
+    import pandas as pd
+    from mednb import claims as ledger, recording
+    from mednb.federated import study
+    rows = []
+    for seed, (loc, avg) in enumerate([(0.70, 0.80), (0.72, 0.79), (0.69, 0.83)]):
+        for method, v in (("local", loc), ("fedavg", avg), ("centralized", avg + 0.01), ("fedbn", avg)):
+            rows += [{"dataset": "phantom2d", "seed": seed, "method": method, "site": i, "round": 2, "alpha": 1.0,
+                      "test_auc": v, "test_acc": 0.5} for i in range(2)]
+    final = pd.DataFrame(rows)
+    unseen = pd.DataFrame([{"dataset": "phantom2d", "seed": s, "method": m, "adabn": a, "test_auc": 0.6 + 0.01 * s,
+                            "test_acc": 0.5} for s in range(3) for m in ("fedavg", "fedbn") for a in (False, True)])
+    adapted = pd.DataFrame([{"dataset": "phantom2d", "seed": s, "method": "fedavg", "stage": st_, "n_labels": n,
+                             "mode": mode, "unseen_auc": 0.6 + 0.05 * (st_ != "federated"), "unseen_acc": 0.5,
+                             "seen_auc": 0.8, "seen_worst": 0.7, "forgetting": 0.0,
+                             "steps": 4 if st_ == "finetune" else 0, "history": None}
+                            for s in range(3) for st_, n, mode in (("federated", 0, "-"), ("adabn", 0, "-"),
+                                                                    ("finetune", 5, "head"))])
+    table = study.claims(final, unseen, adapted)
+    first = table.iloc[0]
+    assert first.claim == "FedAvg vs local-only, mean site AUC" and first.verdict == "better"
+    assert first.paired == ledger.paired([0.80, 0.79, 0.83], [0.70, 0.72, 0.69])
+    assert set(table.verdict) <= {"better", "worse", "within noise", "measured"}
+    setup = methods.Setup(RECIPE, rounds=2)
+    budgets = study.budgets({"phantom2d": setup}, adapt.FINETUNE.replace(steps=4))
+    assert budgets == {("phantom2d", "methods"): 6, ("phantom2d", "adaptation"): 4}
+    assert len(study.record_claims(table, budgets)) == int(table.paired.notna().sum())
+    comm = pd.DataFrame([{"dataset": "phantom2d", "method": "fedavg", "bytes_per_round": 10.0}])
+    before = len(recording.recorded())
+    n = study.record_results(final, unseen, adapted, comm, {"phantom2d": setup})
+    recs = recording.recorded()[before:]
+    assert len(recs) == n
+    steps = {}
+    for r in recs:
+        steps.setdefault((r["comparison"], r["dataset"]), set()).add(r["steps"])
+    assert steps == {("methods", "phantom2d"): {6}, ("adaptation", "phantom2d"): {4}}
 
 
 # ----------------------------------------------------------------------------- Flower apps and strategies

@@ -1,4 +1,5 @@
 """Tests for mednb.seg: U-Net, wide U-Net, UNet++ (deep supervision, pruning), metrics, data, training."""
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,8 @@ from mednb import engine, models, seg
 from mednb.data import DataNotFound
 from mednb.seg import UNetPlusPlus, pruned
 from mednb.runtime import checkpoint_dir
+
+mednb_params = importlib.import_module("mednb.params")  # the module (mednb.params is also the notebook function)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 EM = SHARED / "isbi2012_em_membrane"
@@ -219,7 +222,7 @@ def test_train_and_pretrain_on_tiny_phantom(tmp_path, monkeypatch):
     assert s.has_masks and s.labels[1] == "lesion"
     idx = seg.labelled_subset(s.train, 3, seed=0)
     assert len(idx) == 3 and all(s.train.masks[i].any() for i in idx)
-    recipe = seg.RECIPE.replace(epochs=1)
+    recipe = seg.RECIPE.replace(steps=None, epochs=1)  # restoration pre-training: an epoch budget
     kw = dict(model_kw=dict(width=4, depth=2), progress=False, device="cpu")
     net = seg.pretrain_restoration(s, "unet", None, recipe, **kw)
     ckpts = list(checkpoint_dir("seg").glob("*.pt"))
@@ -234,6 +237,10 @@ def test_train_and_pretrain_on_tiny_phantom(tmp_path, monkeypatch):
                   init=net, train_idx=idx, samples_per_epoch=8, progress=False, device="cpu")
     assert set(r.test) >= {"dice", "iou", "dice_image", "iou_image"} and 0 <= r.test["iou"] <= 1
     assert r.n_train == 3 and len(r.history) == 1 and "val_dice" in r.history[0]
+    assert r.steps == 3                                            # 3 images repeated to 9 ≥ 8 samples: 3 batches of 4
+    r = seg.train(s, "unet", seg.RECIPE.replace(steps=5, evals=2, batch_size=4), model_kw=dict(width=4, depth=2),
+                  train_idx=idx, samples_per_epoch=8, progress=False, device="cpu")
+    assert r.steps == 5 and [h["step"] for h in r.history] == [2, 5] and r.n_train == 3
 
 
 def test_profiles_share_knobs_and_types():
@@ -280,8 +287,17 @@ def test_claims_compute_paired_gains_and_the_goal():
     runs = pd.DataFrame(rows)
     np.testing.assert_allclose(seg.iou_gain(runs), [3.0, 0.5])  # paired per seed, in IoU points
     text = seg.goal_verdict(runs)
-    assert "1.8 ± 1.8 (n=2)" in text and "goal ≥ +1 met" in text and "within one sd" in text
-    assert "NOT met" in seg.goal_verdict(runs[runs.seed == 1]) and "one seed" in seg.goal_verdict(runs[runs.seed == 1])
+    p = seg.paired_gain(runs)
+    assert p.n == 2 and p.delta == pytest.approx(1.75) and p.lo < 0 < p.hi and p.verdict == "within noise"
+    assert str(p) in text and "undecided (the interval spans it)" in text and "within one sd" not in text
+    one = seg.goal_verdict(runs[runs.seed == 1])
+    assert "one seed" in one and "undecided" in one
+    unet = runs[runs.label == "U-Net"].iou.to_numpy()
+    sure, worse = runs.copy(), runs.copy()
+    sure.loc[sure.label == "UNet++ DS", "iou"] = unet + [0.05, 0.051]   # +5.0, +5.1 points: interval above +1
+    worse.loc[worse.label == "UNet++ DS", "iou"] = unet - [0.03, 0.031]  # −3.0, −3.1 points: interval below +1
+    assert "→ goal ≥ +1 met" in seg.goal_verdict(sure) and "→ better" in seg.goal_verdict(sure)
+    assert "NOT met" in seg.goal_verdict(worse)
     assert "this run used phantom2d" in seg.goal_verdict(runs.assign(dataset="phantom2d"))
     table = seg.claims(runs)
     assert table.ours.str.contains("goal ≥ \\+1").any()
@@ -290,12 +306,18 @@ def test_claims_compute_paired_gains_and_the_goal():
                             seed=0, iou=[0.2, 0.3, 0.6]))
     assert "IoU pretrained 0.300 vs scratch 0.200" in seg.claims(runs, label_eff=eff).ours.iloc[-1]
     assert len(seg.claims(runs, label_eff=eff[eff.n_requested == 0])) == len(table)  # all labels: no few-label row
+    recs = seg.record_claims(runs.assign(steps=40), eff.assign(steps=24))
+    assert [r["comparison"] for r in recs] == ["architectures_2d", "architectures_2d", "label_efficiency"]
+    assert [r["budget"] for r in recs] == ["40 steps", "40 steps", "24 steps"]
+    assert recs[0]["verdict"] == "within noise" and recs[0]["paper"].startswith("+3.9")
+    with pytest.raises(ValueError, match="different budgets"):
+        seg.record_claims(runs.assign(steps=[40, 41] * 4))
 
 
 def test_recipe_reaches_engine_fit_unchanged(monkeypatch):
     """seg.fit hands engine.fit the segmentation recipe (None → seg.RECIPE) and a callable crop policy;
     pretraining keeps its recipe but selects the last epoch; a selection without a segmentation score fails early."""
-    assert seg.RECIPE == engine.Recipe(epochs=10, lr=1e-3, batch_size=8, schedule="cosine", select="val_loss")
+    assert seg.RECIPE == engine.Recipe(steps=160, lr=1e-3, batch_size=8, schedule="cosine", select="val_loss")
     seen = []
 
     class Called(Exception):
@@ -320,12 +342,42 @@ def test_recipe_reaches_engine_fit_unchanged(monkeypatch):
 
 
 def test_notebook_knobs_give_the_profile_recipes():
-    """The notebook's recipes from its knobs: 2D (EPOCHS), 3D (EPOCHS_3D) and label efficiency (EPOCHS_LABEL)."""
+    """The notebook's recipes from its knobs, one step budget per comparison: 2D (STEPS), 3D (STEPS_3D) and label
+    efficiency (STEPS_LABEL); no epoch knob is left for a comparison's training."""
     for p in seg.PROFILES.values():
-        base = seg.RECIPE.replace(lr=p["LR"], batch_size=p["BATCH_SIZE"])
-        assert engine.Recipe.from_knobs(p, seg.RECIPE) == base.replace(epochs=p["EPOCHS"])
-        assert engine.Recipe.from_knobs(p, seg.RECIPE, "_3D") == base.replace(epochs=p["EPOCHS_3D"])
-        assert engine.Recipe.from_knobs(p, seg.RECIPE, "_LABEL") == base.replace(epochs=p["EPOCHS_LABEL"])
+        assert not {"EPOCHS", "EPOCHS_3D", "EPOCHS_LABEL"} & set(p)
+        base = seg.RECIPE.replace(lr=p["LR"], batch_size=p["BATCH_SIZE"], val_labels=p["VAL_LABELS"], evals=p["EVALS"])
+        assert engine.Recipe.from_knobs(p, seg.RECIPE) == base.replace(steps=p["STEPS"])
+        assert engine.Recipe.from_knobs(p, seg.RECIPE, "_3D") == base.replace(steps=p["STEPS_3D"], evals=p["EVALS_3D"])
+        assert engine.Recipe.from_knobs(p, seg.RECIPE, "_LABEL") == base.replace(steps=p["STEPS_LABEL"])
+    with pytest.raises(mednb_params.ParamError, match="valid: full, matched"):
+        mednb_params.validate("05_unetpp_segmentation", {"VAL_LABELS": "all"}, "smoke")
+
+
+def test_every_arm_of_a_comparison_trains_the_same_steps(monkeypatch):
+    """compare and label_efficiency: 1 labelled image or all, scratch or pre-trained, every architecture — the same
+    optimizer steps, in the frames' steps column; a step budget hands engine.fit the labelled indices unrepeated."""
+    s = seg.load("phantom2d", 28, counts=(12, 4, 4), cache=False)
+    recipe = seg.RECIPE.replace(steps=3, evals=3, batch_size=4)
+    sizes = []
+    real = engine.fit
+
+    def spy(model, splits, recipe=None, **kw):
+        sizes.append(len(kw["train_idx"]))
+        return real(model, splits, recipe, **kw)
+
+    monkeypatch.setattr(engine, "fit", spy)
+    kw = dict(width=2, depth=1, device="cpu", progress=False, samples_per_epoch=8)
+    runs, fitted = seg.compare(s, (0,), recipe, **kw)
+    assert set(runs.steps) == {3} and len(fitted) == len(seg.CONFIGS)
+    enc = seg.create("unet", 1, 2, width=2, depth=1)
+    eff, fits = seg.label_efficiency(s, [1, 0], (0, 1), recipe, pretrained=enc, **kw)
+    assert set(eff.steps) == {3} and len(eff) == 8 and set(fits) == {(n, i, sd) for n in (1, 0)
+                                                                    for i in ("scratch", "pretrained") for sd in (0, 1)}
+    assert sizes[-8:] == [1, 1, 12, 12] * 2                           # no repetition up to samples_per_epoch
+    assert all([h["step"] for h in r.history] == [1, 2, 3] for r in fits.values())
+    table = seg.convergence_table(fits, 1)
+    assert list(table.init) == ["scratch", "pretrained"] and (table["share of the budget"] <= 1).all()
 
 
 def test_bad_folder_options_name_valid_choices(tmp_path):

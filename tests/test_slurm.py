@@ -21,6 +21,7 @@ import pytest
 
 import slurm_cluster
 from conftest import write_notebook
+from test_sweep import TINY, _metrics  # notebook-01 trainings: 96 phantom images, 2 epochs, one per unit
 from mednb.sweep import driver
 from mednb.sweep.execute import read_status
 
@@ -29,19 +30,6 @@ MISSING = slurm_cluster.missing()
 if MISSING and not CI:
     pytest.skip(MISSING, allow_module_level=True)
 
-# notebook-01 trainings (as in test_sweep.py): 96 phantom images, 2 epochs, one per unit
-TINY = '''notebook = "01_baseline_medmnist"
-profile = "smoke"
-[fixed]
-DATASET_3D = "none"
-COMPARE_MODELS = []
-N_TRAIN = 96
-EPOCHS = 2
-[[grid]]
-DATASET = ["phantom2d"]
-MODEL = ["cnn"]
-seed = [0, 1]
-'''
 # a unit that waits until the file GO exists (at most WAIT s) and one that does not wait
 WAITING = '''notebook = "{nb}"
 profile = "smoke"
@@ -78,11 +66,6 @@ def _named(out: Path, prefix: str) -> str:
 
 def _stamps(out: Path) -> dict:
     return {n: (d / "status.json").stat().st_mtime_ns for n, d in _units(out).items()}
-
-
-def _metrics(out: Path, name: str) -> list:
-    return [(r["metric"], r.get("class"), r["value"]) for r in
-            map(json.loads, (out / "units" / name / "metrics.jsonl").read_text().splitlines())]
 
 
 def _running(out: Path, prefix: str) -> dict | None:

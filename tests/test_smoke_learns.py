@@ -71,7 +71,7 @@ def nb02_3d() -> dict:
     from mednb import augment, data, engine, models
     P = smoke("02_augmentation")
     sp3 = data.load(P["DATASET_3D"], min(P["SIZE"], 64), counts=P["COUNTS_3D"], n_classes=P["PHANTOM_CLASSES_3D"])
-    recipe3 = engine.Recipe.from_knobs(P).replace(epochs=P["EPOCHS_3D"], batch_size=P["BATCH_SIZE_3D"])
+    recipe3 = engine.Recipe.from_knobs(P, suffix="_3D")  # STEPS_3D, BATCH_SIZE_3D
     grid = augment.label_fraction_grid(sp3, P["POLICIES_3D"], [1.0], P["SEEDS_3D"][:1], recipe=recipe3,
                                        model=P["MODEL_3D"], model_kw=models.width_kw(P["MODEL_3D"], P["WIDTH_3D"]),
                                        strength=P["STRENGTH"], device="cpu", progress=False)
@@ -81,21 +81,20 @@ def nb02_3d() -> dict:
 def nb03(which: str) -> dict:
     from mednb import engine, transfer
     P = smoke("03_transfer_learning")
-    recipe = engine.Recipe.from_knobs(P, transfer.RECIPE)
-    fit = dict(min_steps=P["MIN_STEPS"], body_lr_mult=P["BODY_LR_MULT"], freeze_stages=P["FREEZE_STAGES"],
-               head_epochs=P["HEAD_EPOCHS"], stem=P["STEM"], input_size=P["INPUT_SIZE"], device="cpu")
+    recipe = engine.Recipe.from_knobs(P, transfer.RECIPE)  # STEPS: one budget for every arm
+    fit = dict(body_lr_mult=P["BODY_LR_MULT"], freeze_stages=P["FREEZE_STAGES"], head_fraction=P["HEAD_FRACTION"],
+               stem=P["STEM"], input_size=P["INPUT_SIZE"], device="cpu")
     source = transfer.domain_spec(P["SOURCE_DATASET"], P["SOURCE_SITE"])
-    source_recipe = recipe.replace(epochs=P["SOURCE_EPOCHS"])
+    source_recipe = recipe.replace(steps=None, epochs=P["SOURCE_EPOCHS"], val_labels="full")
     if which == "3d":
         ckpt = transfer.indomain_checkpoint("cnn", source, source_recipe, size=P["SIZE"], counts=P["PHANTOM_COUNTS"],
                                             stem=P["STEM"], input_size=P["INPUT_SIZE"], device="cpu", progress=False,
                                             model_kw={"width": P["WIDTH_3D"]})
         vol = transfer.load_domain(P["DATASET_3D"], P["SIZE"], P["PHANTOM3D_COUNTS"], n_classes=P["PHANTOM_CLASSES_3D"])
-        recipe3 = recipe.replace(epochs=P["EPOCHS_3D"], batch_size=min(P["BATCH_SIZE"], 16))
+        recipe3 = recipe.replace(steps=P["STEPS_3D"], batch_size=min(P["BATCH_SIZE"], 16))
         return {f"cnn_3d {strategy}": transfer.run(vol, "cnn", src, strategy, recipe3, checkpoint=ckpt,
                                                    model_kw={"width": P["WIDTH_3D"]},
-                                                   label_fraction=P["LABEL_FRACTION_3D"], **{**fit, "min_steps": 0}
-                                                   ).test["auc"]
+                                                   label_fraction=P["LABEL_FRACTION_3D"], **fit).test["auc"]
                 for strategy, src in (("scratch", "none"), ("finetune", "indomain"))}
     ckpt = transfer.indomain_checkpoint(P["MODEL"], source, source_recipe, size=P["SIZE"], counts=P["PHANTOM_COUNTS"],
                                         stem=P["STEM"], input_size=P["INPUT_SIZE"], device="cpu", progress=False)
@@ -121,7 +120,7 @@ def nb04(which: str = "2d") -> dict:
                           seed=P["SEEDS"][0], progress=False, dataset=P["DATASET_3D"])
         recs = ssl.compare({"genesis": g3.model}, s3, model_name=P["MODEL_3D"], fractions=[1.0], seeds=P["SEEDS_3D"][:1],
                            protocols=["finetune"], progress=False, device="cpu",
-                           recipe=ssl.FINETUNE.replace(epochs=P["FT_EPOCHS_3D"], lr=P["FT_LR"], batch_size=bs))
+                           recipe=ssl.finetune_recipe(P, "_3D"))
         return {f"3d {r['method']} {r['protocol']}": r["test_auc"] for r in recs}
     splits = data.load(P["DATASET"], P["SIZE"], counts=P["PHANTOM_COUNTS"])
     x = splits.train.x if P["N_UNLABELED"] == 0 else splits.train.x[:P["N_UNLABELED"]]
@@ -132,7 +131,7 @@ def nb04(which: str = "2d") -> dict:
                                      device="cpu", seed=P["SEEDS"][0], progress=False, dataset=P["DATASET"]).model
     recs = ssl.compare(pretrained, splits, model_name=P["MODEL"], fractions=[1.0], seeds=P["SEEDS"][:1],
                        protocols=P["PROTOCOLS"], progress=False, device="cpu",
-                       recipe=ssl.FINETUNE.replace(epochs=P["FT_EPOCHS"], lr=P["FT_LR"], batch_size=P["BATCH_SIZE"]))
+                       recipe=ssl.finetune_recipe(P))
     return {f"{r['method']} {r['protocol']}": r["test_auc"] for r in recs}
 
 
@@ -153,8 +152,7 @@ def nb08() -> dict:
     P = smoke("08_3d_volumes")
     d, s = P["DATASETS"][0], P["SIZES"][0]
     vol = volumes.load_volumes(d, s, P["PHANTOM_COUNTS"], phantom_classes=P["PHANTOM_CLASSES"])
-    recipe = volumes.RECIPE.replace(epochs=P["EPOCHS"], batch_size=P["BATCH_SIZE"], lr=P["LR"],
-                                    auc_tolerance=P["AUC_TOLERANCE"])
+    recipe = volumes.recipe_from(P)  # STEPS, BATCH_SIZE, LR, AUC_TOLERANCE, VAL_LABELS: one budget for every arm
     kw = dict(backbone=P["BACKBONE"], width=P["WIDTH"], device="cpu", progress=False)
     runs = volumes.compare_convs([d], [s], P["CONVS"], P["SEEDS"][:1], recipe, phantom_counts=P["PHANTOM_COUNTS"],
                                  phantom_classes=P["PHANTOM_CLASSES"], measure_memory=False, **kw)

@@ -261,5 +261,64 @@ def test_profiles_cover_all_methods():
     assert set(S.PROFILES) == {"smoke", "student", "full"}
     keys = set(S.PROFILES["student"])
     assert all(set(p) == keys for p in S.PROFILES.values())
-    assert S.PROFILES["student"]["METHODS"] == S.names()
-    assert set(S.PROFILES["smoke"]["METHODS"]) <= set(S.names())
+    assert S.PROFILES["full"]["METHODS"] == S.names()
+    assert set(S.PROFILES["smoke"]["METHODS"]) <= set(S.PROFILES["student"]["METHODS"]) | {"genesis"}
+    assert "simclr" in S.PROFILES["student"]["METHODS"]
+    for p in S.PROFILES.values():  # fine-tuning budgets in steps, no epoch knobs
+        assert {"STEPS", "STEPS_3D", "VAL_LABELS"} <= set(p) and not {"FT_EPOCHS", "FT_EPOCHS_3D"} & set(p)
+
+
+def test_finetune_recipe_and_budget_knobs():
+    import importlib
+    params = importlib.import_module("mednb.params")
+    v = params.validate("04_self_supervised", {"VAL_LABELS": "matched"}, "smoke")
+    r, r3 = S.finetune_recipe(v), S.finetune_recipe(v, "_3D")
+    assert (r.steps, r.lr, r.batch_size, r.val_labels, r.schedule) == (v["STEPS"], v["FT_LR"], 16, "matched", "cosine")
+    assert (r3.steps, r3.batch_size) == (v["STEPS_3D"], 4)
+    for bad, match in (({"STEPS": 0}, "STEPS: a budget in optimizer steps"), ({"VAL_LABELS": "x"}, "full, matched")):
+        with pytest.raises(params.ParamError, match=match):
+            params.validate("04_self_supervised", bad, "smoke")
+
+
+def test_every_finetuning_arm_trains_the_same_steps_and_verdicts_are_paired(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDNB_DATA", str(tmp_path))
+    sp = data.load("phantom2d", 28, counts=(48, 16, 24), cache=False, n_classes=2)
+    torch.manual_seed(1)
+    enc = models.create("cnn", 1, sp.n_outputs, size=28, width=8)
+    hist = {}
+    recipe = S.FINETUNE.replace(steps=6, evals=3, batch_size=8)
+    recs = S.compare({"enc": enc}, sp, model_name="cnn", fractions=[0.25, 1.0], seeds=[0, 1], recipe=recipe,
+                     progress=False, model_kw={"width": 8}, histories=hist)
+    ft = [r for r in recs if r["protocol"] == "finetune"]
+    assert {r["steps"] for r in ft} == {6} and {r["steps"] for r in recs if r["protocol"] == "linear"} == {0}
+    assert {r["n_train"] for r in ft} == {12, 48}
+    assert set(hist) == {(m, f, s) for m in ("scratch", "enc") for f in (0.25, 1.0) for s in (0, 1)}
+    assert all([e["step"] for e in h] == [2, 4, 6] for h in hist.values())
+    import pandas as pd
+    d = pd.DataFrame(ft)
+    p = S.paired_vs(d, "enc", "scratch", 0.25)
+    a = d[(d.method == "enc") & (d.label_fraction == 0.25)].set_index("seed").test_auc
+    b = d[(d.method == "scratch") & (d.label_fraction == 0.25)].set_index("seed").test_auc
+    assert p.n == 2 and p.delta == pytest.approx((a - b).mean())
+    from mednb.ssl import figures
+    text = figures.verdict(pd.DataFrame(recs), fraction=0.25)
+    assert "[finetune] enc − scratch at 25% labels: Δ" in text and "95 % CI over 2 paired seeds" in text
+    assert "6 fine-tuning steps for every arm" in text and "within one sd" not in text
+    summary = S.convergence_summary({"scratch": [hist[("scratch", 0.25, s)] for s in (0, 1)],
+                                     "enc": [hist[("enc", 0.25, s)] for s in (0, 1)]})
+    assert summary.startswith("scratch: final val_auc") and "of 6" in summary
+
+
+def test_convergence_summary_reads_where_each_curve_settles():
+    def hist(vals):
+        return [{"epoch": i + 1, "step": 10 * (i + 1), "val_auc": v} for i, v in enumerate(vals)]
+    fast = hist([0.84, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85])
+    slow = hist([0.5, 0.6, 0.7, 0.8, 0.89, 0.9, 0.9, 0.9])
+    late = hist([0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9])
+    text = S.convergence_summary({"pretrained": [fast], "scratch": [slow]})
+    assert "pretrained: final val_auc 0.850" in text and "from step 10 of 80 → converged" in text
+    assert "scratch: final val_auc 0.900" in text and "from step 50 of 80 → converged" in text
+    assert "pretrained settles first (step 10 vs 50 for scratch)" in text
+    assert "still moving late" in S.convergence_summary({"scratch": [late]})
+    with pytest.raises(ValueError, match="step budget"):
+        S.convergence_summary({"x": [[{"epoch": 1, "val_auc": 0.5}]]})

@@ -103,14 +103,33 @@ def test_two_stage_switches_at_the_right_epoch(tiny):
         transfer.fit(m, tiny, "two_stage", engine.Recipe(epochs=2), head_epochs=2)
 
 
-def test_discriminative_learning_rates_and_epochs_for():
+def test_two_stage_under_a_step_budget_unfreezes_after_its_fraction_of_the_steps(tiny):
+    torch.manual_seed(0)
+    m = models.create("cnn", 1, 4)
+    snaps = [_state(m.features)]
+    recipe = engine.Recipe(steps=12, evals=4, batch_size=8, lr=1e-2, select="last")
+    assert transfer.head_steps(recipe, 0.5) == 6 and transfer.head_steps(recipe, 0.1) == 3
+    assert transfer.head_steps(recipe, 0.95) == 9  # at least one validation period trains the body
+    res = transfer.fit(m, tiny, "two_stage", recipe, head_fraction=0.5, progress=False, device="cpu",
+                       callbacks=[lambda log: snaps.append(_state(m.features))])
+    assert res.steps == 12 and res.plan.switch_step == 6 and res.plan.switch_epoch is None
+    assert res.plan.events == [{"epoch": 2, "step": 6, "event": "unfreeze", "stages": transfer.stages(m)}]
+    assert _same(snaps[0], snaps[1]) and _same(snaps[1], snaps[2])  # frozen for steps 1-6
+    assert not _same(snaps[2], snaps[3]) and not _same(snaps[3], snaps[4])
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="head_fraction must be in"):
+            transfer.head_steps(recipe, bad)
+    with pytest.raises(ValueError, match="at least 2 validation checks"):
+        transfer.head_steps(recipe.replace(evals=1), 0.5)
+
+
+def test_discriminative_learning_rates():
     m = models.create("cnn", 1, 4)
     groups = transfer.param_groups(m, 1.0, body_lr_mult=0.1, layer_decay=0.5)
     assert [g["name"] for g in groups] == ["block1", "block2", "block3", "block4", "head"]
     assert [g["lr"] for g in groups] == pytest.approx([0.0125, 0.025, 0.05, 0.1, 1.0])
     assert sum(len(g["params"]) for g in groups) == len(list(m.parameters()))
-    assert transfer.epochs_for(4, 64, 2, min_steps=8) == 8
-    assert transfer.epochs_for(640, 64, 2, min_steps=8) == 2
+    assert not hasattr(transfer, "epochs_for")  # one budget implementation: the engine's Recipe(steps=N)
     with pytest.raises(ValueError, match="onecycle"):
         transfer.fit(m, None, "finetune", engine.Recipe(schedule="onecycle"))
     with pytest.raises(TypeError):
@@ -283,9 +302,30 @@ def test_run_label_budget_and_domain_adaptation(tmp_path):
         transfer.domain_adaptation(path, "cnn", target, 8, ONE_EPOCH, device="cpu")
     assert [r["method"] for r in rows] == ["source_only", "finetune", "target_only"]
     assert [r["target_labels"] for r in rows] == [0, 8, 8] and all(0 <= r["test_auc"] <= 1 for r in rows)
-    res = transfer.run(target, "cnn", "indomain", "two_stage", engine.Recipe(epochs=2, batch_size=8), checkpoint=path,
-                       label_fraction=0.5, min_steps=8, head_epochs=1, device="cpu")
-    assert res.plan.switch_epoch == 2 and len(res.history) == 4 and 0 <= res.test["auc"] <= 1
+    res = transfer.run(target, "cnn", "indomain", "two_stage", engine.Recipe(steps=8, evals=4, batch_size=8),
+                       checkpoint=path, label_fraction=0.5, head_fraction=0.25, device="cpu")
+    assert res.plan.switch_step == 2 and len(res.history) == 4 and res.steps == 8 and 0 <= res.test["auc"] <= 1
+    steps = transfer.domain_adaptation(path, "cnn", target, 4, engine.Recipe(steps=6, evals=2, batch_size=8),
+                                       device="cpu")
+    assert [r["steps"] for r in rows] == [0, 1, 1] and [r["steps"] for r in steps] == [6, 6]
+
+
+def test_every_arm_of_a_comparison_trains_the_same_steps(tmp_path):
+    """Strategies, sources and label fractions under one step budget: the same optimizer steps and validation
+    points for each, whatever the number of labels (a 10 % arm no longer gets a tenth of the updates)."""
+    target = data.load("phantom2d", counts=(40, 8, 12), cache=False)
+    path = transfer.indomain_checkpoint("cnn", "phantom2d:1", ONE_EPOCH, counts=(16, 8, 8), progress=False,
+                                        device="cpu")
+    recipe = engine.Recipe(steps=6, evals=3, batch_size=8)
+    runs = {(s, f): transfer.run(target, "cnn", "indomain", s, recipe, checkpoint=path, label_fraction=f,
+                                 device="cpu")
+            for s in ("scratch", "two_stage") for f in (0.1, 1.0)}
+    assert {r.steps for r in runs.values()} == {6}
+    assert {tuple(e["step"] for e in r.history) for r in runs.values()} == {(2, 4, 6)}
+    assert runs[("scratch", 0.1)].n_train < runs[("scratch", 1.0)].n_train
+    again = transfer.run(target, "cnn", "indomain", "scratch", recipe, checkpoint=path, label_fraction=0.1,
+                         device="cpu")
+    assert again.test["auc"] == runs[("scratch", 0.1)].test["auc"]  # same seed, same numbers
 
 
 def test_load_domain_passes_phantom_classes():
@@ -312,13 +352,13 @@ def _spy_fit(monkeypatch):
     return seen
 
 
-def test_the_recipe_reaches_engine_fit_unchanged_but_for_epochs_and_selection(tiny, tmp_path, monkeypatch):
+def test_the_recipe_reaches_engine_fit_unchanged_but_for_selection(tiny, tmp_path, monkeypatch):
     source = tmp_path / "source.pt"
     engine.save_checkpoint(models.create("cnn", 1, 4), source)
     seen = _spy_fit(monkeypatch)
     r = engine.Recipe(epochs=2, lr=3e-3, batch_size=8, optimizer="sgd", weight_decay=1e-4, schedule="cosine")
     idx = torch.arange(8)
-    calls = [lambda: transfer.run(tiny, "cnn", "none", "scratch", r, train_idx=idx, min_steps=4, device="cpu"),
+    calls = [lambda: transfer.run(tiny, "cnn", "none", "scratch", r, train_idx=idx, device="cpu"),
              lambda: transfer.run(tiny, "cnn", "none", "finetune", train_idx=idx, device="cpu"),
              lambda: transfer.domain_adaptation(source, "cnn", tiny, 4, r, device="cpu"),
              lambda: transfer.domain_adaptation(source, "cnn", tiny, 4, device="cpu"),
@@ -329,7 +369,7 @@ def test_the_recipe_reaches_engine_fit_unchanged_but_for_epochs_and_selection(ti
         with pytest.raises(_Seen):
             call()
     recipes = [rec for rec, _ in seen]
-    assert recipes == [r.replace(epochs=4),  # 8 labels at batch 8: 1 step per epoch, raised to min_steps=4
+    assert recipes == [r,  # unchanged: a comparison gives every arm the same recipe (its step budget)
                        transfer.RECIPE,  # engine defaults at batch size 64
                        r.replace(select="last"), transfer.RECIPE.replace(select="last"),
                        r, transfer.RECIPE,
@@ -363,3 +403,29 @@ def test_resize_stage_and_profiles():
         assert all(s in transfer.STRATEGIES for s in p["STRATEGIES"])
         assert all(s in transfer.SOURCES for s in p["SOURCES"])
     assert "imagenet" not in transfer.PROFILES["smoke"]["SOURCES"] + transfer.PROFILES["student"]["SOURCES"]
+    for p in transfer.PROFILES.values():  # budgets in steps; no epoch or step-floor knobs for the comparisons
+        assert {"STEPS", "STEPS_3D", "VAL_LABELS", "HEAD_FRACTION"} <= set(p)
+        assert not {"EPOCHS", "MIN_STEPS", "HEAD_EPOCHS", "EPOCHS_3D"} & set(p)
+
+
+def test_budget_knobs_are_checked_before_anything_runs():
+    import importlib
+    params = importlib.import_module("mednb.params")
+    for bad, match in (({"STEPS": 0}, "STEPS: a budget in optimizer steps"),
+                       ({"STEPS_3D": -5}, "STEPS_3D: a budget in optimizer steps"),
+                       ({"HEAD_FRACTION": 1.0}, "HEAD_FRACTION: must be a fraction in"),
+                       ({"VAL_LABELS": "half"}, "valid: full, matched")):
+        with pytest.raises(params.ParamError, match=match):
+            params.validate("03_transfer_learning", bad, "smoke")
+
+
+def test_notebook_records_carry_comparison_and_steps():
+    """Every ``mednb.record`` of notebook 03 names its comparison and the steps its arms trained."""
+    import json
+    import pathlib
+    nb = json.loads((pathlib.Path(__file__).parents[1] / "notebooks" / "03_transfer_learning.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    calls = [c[:400] for c in code.split("mednb.record(")[1:]]  # the arguments of each call (and a little more)
+    assert len(calls) == 2 and all("comparison=" in c and "steps=" in c for c in calls)
+    assert "min_steps" not in code and "EPOCHS_3D" not in code and "plot.convergence(" in code
+    assert "claims.claim(" in code and "claims.paired(" in code

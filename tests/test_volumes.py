@@ -1,4 +1,5 @@
 """3D-specific pieces: 2D→3D conversions, the 64³ loader, MIP and the memory estimate."""
+import importlib
 from pathlib import Path
 
 import pytest
@@ -120,31 +121,33 @@ def test_memory_estimate_scales_with_voxels_and_batch():
 
 def test_studies_reuse_the_identical_conv_runs_instead_of_retraining(tmp_path, monkeypatch):
     """Scratch at 100 % labels (Genesis study) and "no augmentation" are the compare_convs 3d runs: same
-    recipe, same seed, so the reused numbers equal a retraining; another recipe, device or data is not reused."""
+    recipe (so the same budget of steps), same seed, so the reused numbers equal a retraining; another recipe,
+    budget, device or data is not reused."""
     monkeypatch.setenv("MEDNB_CACHE", str(tmp_path))
     counts = [24, 12, 12]
-    recipe = volumes.RECIPE.replace(epochs=1, batch_size=8)
+    recipe = volumes.RECIPE.replace(steps=3, evals=2, batch_size=8)
     runs = volumes.compare_convs(["phantom3d"], [28], ["3d"], [0], recipe, width=4, phantom_counts=counts,
                                  measure_memory=False, device="cpu", progress=False)
     vol = volumes.load_volumes("phantom3d", 28, counts)
     kw = dict(fractions=[1.0], seeds=[0], width=4, genesis_epochs=1, device="cpu", progress=False)
     fresh, _ = volumes.genesis_vs_scratch(vol, recipe, **kw)
     reused, _ = volumes.genesis_vs_scratch(vol, recipe, reuse=runs, **kw)
-    cols = ["init", "label_fraction", "seed", "test_auc", "test_acc", "n_labels"]
+    cols = ["init", "label_fraction", "seed", "steps", "test_auc", "test_acc", "n_labels"]
     assert reused[cols].equals(fresh[cols])
     aug_kw = dict(policy="flip", seeds=[0], width=4, device="cpu", progress=False)
     a_fresh = volumes.augment_on_off(vol, recipe, **aug_kw)
     a_reused = volumes.augment_on_off(vol, recipe, reuse=runs, **aug_kw)
     assert a_reused.equals(a_fresh)
-    assert volumes._reused(runs, vol, recipe.replace(epochs=2), "cnn", 4, "cpu", "3d", 0) is None
+    assert volumes._reused(runs, vol, recipe.replace(steps=4), "cnn", 4, "cpu", "3d", 0) is None
     assert volumes._reused(runs, vol, recipe, "cnn", 4, "cuda", "3d", 0) is None
     other = volumes.load_volumes("phantom3d", 28, [24, 12, 16])   # same name, other data
     assert volumes._reused(runs, other, recipe, "cnn", 4, "cpu", "3d", 0) is None
     binary = volumes.load_volumes("phantom3d", 28, counts, phantom_classes=2)   # same sizes, other classes
     assert binary.n_outputs != vol.n_outputs
     assert volumes._reused(runs, binary, recipe, "cnn", 4, "cpu", "3d", 0) is None
-    assert volumes._reused(runs, vol, recipe, "cnn", 4, "cpu", "3d", 0) == (fresh.test_auc.iloc[0],
-                                                                           fresh.test_acc.iloc[0])
+    hit = volumes._reused(runs, vol, recipe, "cnn", 4, "cpu", "3d", 0)
+    assert hit[:3] == (fresh.test_auc.iloc[0], fresh.test_acc.iloc[0], 3)
+    assert [e["step"] for e in hit[3]] == [2, 3]  # the reused run's validation history, for the convergence plot
 
 
 def test_phantom_classes_reach_the_phantoms_only(tmp_path, monkeypatch):
@@ -152,9 +155,57 @@ def test_phantom_classes_reach_the_phantoms_only(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDNB_CACHE", str(tmp_path))
     vol = volumes.load_volumes("phantom3d", 28, [8, 4, 4], phantom_classes=2)
     assert vol.labels == {0: "normal", 1: "round"} and set(vol.train.y[:, 0].tolist()) == {0, 1}
-    runs = volumes.compare_convs(["phantom3d"], [28], ["2.5d"], [0], volumes.RECIPE.replace(epochs=1, batch_size=4),
+    runs = volumes.compare_convs(["phantom3d"], [28], ["2.5d"], [0], volumes.RECIPE.replace(steps=2, batch_size=4),
                                  width=4, phantom_counts=[8, 4, 4], phantom_classes=2, measure_memory=False,
                                  device="cpu", progress=False)
     assert runs.attrs["data"][("phantom3d", 28)] == (8, 4, 4, vol.n_outputs)
     with pytest.raises(ValueError, match="n_classes must be in 2..4"):
         volumes.load_volumes("phantom3d", 28, [8, 4, 4], phantom_classes=5)
+
+
+def test_every_arm_trains_one_budget_of_steps_and_records_carry_it(tmp_path, monkeypatch):
+    """Convolutions, Genesis vs scratch at 50 % and 100 % labels, and augmentation on/off all train the recipe's
+    steps (a 50 % arm is not also a shorter one); every record is tagged with its comparison and that budget; the
+    verdicts are paired over seeds (mednb.claims.paired)."""
+    from mednb import claims, recording
+    monkeypatch.setenv("MEDNB_CACHE", str(tmp_path))
+    counts = [24, 12, 12]
+    recipe = volumes.recipe_from({"STEPS": 5, "BATCH_SIZE": 8, "LR": 2e-3, "VAL_LABELS": "matched"})
+    assert (recipe.steps, recipe.batch_size, recipe.val_labels) == (5, 8, "matched")
+    kw = dict(width=4, device="cpu", progress=False)
+    runs = volumes.compare_convs(["phantom3d"], [28], ["2.5d", "3d"], [0, 1], recipe, phantom_counts=counts,
+                                 measure_memory=False, **kw)
+    vol = volumes.load_volumes("phantom3d", 28, counts)
+    gen, _ = volumes.genesis_vs_scratch(vol, recipe, fractions=[0.5, 1.0], seeds=[0, 1], genesis_epochs=1, reuse=runs,
+                                        **kw)
+    aug = volumes.augment_on_off(vol, recipe, policy="flip", seeds=[0, 1], reuse=runs, **kw)
+    assert set(runs.steps) == set(gen.steps) == set(aug.steps) == {5}
+    assert set(gen[gen.label_fraction == 0.5].n_labels) == {12}
+    curves = volumes.convergence(gen)
+    assert list(curves) == ["scratch at 50% labels", "genesis at 50% labels"]
+    assert all(len(hs) == 2 and [e["step"] for e in hs[0]][-1] == 5 for hs in curves.values())
+    found = volumes.verdicts(runs, gen, aug, "flip")
+    assert {v["comparison"] for v in found} == set(volumes.COMPARISONS)
+    assert all(isinstance(v["paired"], claims.Paired) and v["paired"].n == 2 and v["steps"] == 5 for v in found)
+    by = lambda df: {r.seed: r.test_auc for r in df.itertuples()}
+    g = found[[v["comparison"] for v in found].index("genesis")]["paired"]
+    half = gen[gen.label_fraction == 0.5]
+    sc, ge = half[half.init == "scratch"], half[half.init == "genesis"]
+    assert g.delta == pytest.approx(claims.paired(by(ge), by(sc)).delta)
+    before = len(recording.recorded())
+    n = volumes.record_results(runs, gen, aug, vol.name, vol.size, "cnn")
+    recs = recording.recorded()[before:]
+    assert len(recs) == n and all(r["comparison"] in volumes.COMPARISONS and r["steps"] == 5 for r in recs)
+    assert len(volumes.record_claims(found)) == len(found)
+    with pytest.raises(ValueError, match="one budget of steps"):
+        volumes._budget(gen.assign(steps=[5, 5, 4, 5, 5, 5, 5, 5]))
+
+
+def test_recipe_needs_a_step_budget_and_steps_knob_is_checked():
+    params = importlib.import_module("mednb.params")  # the module (mednb.params is also the notebook function)
+    with pytest.raises(ValueError, match="steps must be"):
+        volumes.recipe_from({"STEPS": 0})
+    with pytest.raises(params.ParamError, match="STEPS must be an int >= 1"):
+        params.validate("08_3d_volumes", {"STEPS": 0}, "smoke")
+    with pytest.raises(params.ParamError, match="VAL_LABELS: unknown validation-label rule 'half'; valid: full"):
+        params.validate("08_3d_volumes", {"VAL_LABELS": "half"}, "smoke")

@@ -7,10 +7,13 @@ go to the annotator (an oracle that reads the ground truth, or a person through
 on until the budget is spent. Every round is evaluated on the test split (model selection on val,
 as :func:`mednb.engine.fit` does) and logged in a tidy history.
 
-``run(splits, "aift", schedule(20, 20, 5), engine.Recipe(epochs=15, batch_size=32), model=ModelSpec("cnn"))``
+``run(splits, "aift", schedule(20, 20, 5), engine.Recipe(steps=120, batch_size=32), model=ModelSpec("cnn"))``
 runs one strategy; :func:`compare` runs several over seeds. How each round trains is an
-:class:`~mednb.engine.Recipe` (default :data:`RECIPE`); the model is a :class:`ModelSpec`; the
-query-time settings of BALD and AIFT are a :class:`Scoring`.
+:class:`~mednb.engine.Recipe` with a budget in optimizer steps (default :data:`RECIPE`): every round of every
+strategy trains the same number of steps, whatever its number of labels. The model is a :class:`ModelSpec`; the
+query-time settings of BALD and AIFT are a :class:`Scoring`. :mod:`.verdicts` pairs strategies over seeds at a
+round (:func:`paired_at`, :func:`best_strategy`) and measures how the low-label numbers move when validation is
+matched to the labels (:func:`val_labels_effect`).
 
 Strategies (:data:`STRATEGIES`, :func:`names`; higher score = queried first):
 
@@ -33,7 +36,8 @@ Strategies (:data:`STRATEGIES`, :func:`names`; higher score = queried first):
 Files: :mod:`.scores` (pure score functions), :mod:`.probes` (probabilities, MC dropout, augmented
 copies, embeddings), :mod:`.strategies` (the registry), :mod:`.sources` (pre-trained encoders),
 :mod:`.learner` (one run's state and rounds), :mod:`.loop` (schedules, run, compare), :mod:`.cost`
-(:func:`labels_needed`, :func:`labels_saved_vs_random`, :func:`cost_table`), :mod:`.panel` (the
+(:func:`labels_needed`, :func:`labels_saved_vs_random`, :func:`cost_table`), :mod:`.verdicts` (paired
+verdicts, the validation-size study), :mod:`.panel` (the
 labelling widget), :mod:`.profiles` (notebook profiles, the AIFT paper's claim).
 """
 from .cost import cost_table, labels_needed, labels_saved_vs_random, mean_curve, queried_classes
@@ -45,10 +49,11 @@ from .profiles import AIFT_PAPER, CHECKS, PROFILES
 from .scores import aift_scores, bald, entropy, k_center_greedy, least_confidence, margin, top_k
 from .sources import PRETRAIN_SOURCES, load_encoder, pretrained
 from .strategies import STRATEGIES, Scoring, get, names, register, scores_table
+from .verdicts import best_strategy, paired_at, val_labels_effect
 
 __all__ = ["PROFILES", "CHECKS", "AIFT_PAPER", "RECIPE", "STRATEGIES", "PRETRAIN_SOURCES", "ActiveLearner", "ModelSpec",
            "Scoring", "LabelingPanel", "entropy", "least_confidence", "margin", "bald", "k_center_greedy",
            "aift_scores", "top_k", "predict_probs", "mc_dropout_probs", "embeddings", "dihedral", "augmented_probs",
            "dropout_layers", "register", "names", "get", "scores_table", "load_encoder", "pretrained", "load_data",
            "schedule", "run", "compare", "pool_indices", "mean_curve", "labels_needed", "labels_saved_vs_random",
-           "cost_table", "queried_classes"]
+           "cost_table", "queried_classes", "paired_at", "best_strategy", "val_labels_effect"]

@@ -4,6 +4,11 @@ A round is *query* (the strategy picks ``k`` unlabelled pool samples), *label* (
 the annotator's labels, the ground truth by default), *retrain* (:func:`mednb.engine.fit` on the
 labelled set with the learner's :class:`~mednb.engine.Recipe`, model selection on val) and *evaluate*
 (test AUC/ACC, one row of ``history``).
+
+Every round of every strategy trains the same :class:`~mednb.engine.Recipe` step budget (``Recipe(steps=N)``),
+whatever its number of labels: an arm with fewer labels is not also an arm with fewer optimizer steps (Oliver
+et al., NeurIPS 2018; Lüth et al., NeurIPS 2023). With ``val_labels="matched"`` each round selects its model on
+a validation subset proportional to its labels instead of the whole validation split (Lüth et al.).
 """
 from __future__ import annotations
 
@@ -22,9 +27,10 @@ from .probes import predict_probs
 from .sources import load_encoder
 from .strategies import Scoring, get, scores_table
 
-#: the learner's training default: 10 epochs of Adam at lr 1e-3 on batches of 32 (multistep schedule,
-#: best val AUC kept — the other :class:`~mednb.engine.Recipe` defaults)
-RECIPE = engine.Recipe(epochs=10, lr=1e-3, batch_size=32)
+#: the learner's training default: 100 optimizer steps of Adam at lr 1e-3 on batches of 32 per round whatever
+#: the number of labels (multistep schedule, best val AUC of 10 checks kept — the other
+#: :class:`~mednb.engine.Recipe` defaults)
+RECIPE = engine.Recipe(steps=100, lr=1e-3, batch_size=32)
 
 
 @dataclass(frozen=True)
@@ -95,16 +101,17 @@ class ActiveLearner:
     scoring: the query-time settings of BALD and AIFT (:class:`~mednb.active.strategies.Scoring`).
     pool: None (all of train), an int (a seeded random pool of that size) or train indices.
     warm_start: keep training the previous round's model instead of a fresh one.
-    min_steps: at least this many optimizer steps per fit (tiny labelled sets need more epochs).
     fit_kw: further non-recipe keywords of :func:`mednb.engine.fit` (e.g. ``class_weight``, or ``augment``:
     a callable such as ``mednb.augment.get(name, dims=...)``).
     ``history``: one dict per fit — round, n_labels, test_auc, test_acc, val_auc, queried (indices),
-    n_queried, n_wrong_labels, strategy, seed, epochs, seconds (and tag).
+    n_queried, n_wrong_labels, strategy, seed, steps (optimizer steps of the fit), n_val (validation images
+    selection read), seconds (and tag). ``curves``: the engine's validation history of each fit (one list of
+    checks per round, with ``"step"``), for :func:`mednb.plot.convergence`.
     """
 
     def __init__(self, splits: Splits, strategy: str = "entropy", recipe: engine.Recipe | None = None, *,
                  model: str | ModelSpec = "cnn", scoring: Scoring | None = None, pool=None,
-                 warm_start: bool = False, min_steps: int = 0, seed: int = 0, device="auto",
+                 warm_start: bool = False, seed: int = 0, device="auto",
                  fit_kw: dict | None = None, tag: str | None = None):
         self.strategy_name = str(strategy).lower()
         self.strategy = get(strategy)
@@ -116,8 +123,11 @@ class ActiveLearner:
         recipe = RECIPE if recipe is None else recipe
         if not isinstance(recipe, engine.Recipe):
             raise TypeError(f"recipe must be an engine.Recipe, got {type(recipe).__name__}")
+        if recipe.steps is None:
+            raise ValueError(f"every active-learning round trains one step budget: give the recipe steps=N "
+                             f"(got {recipe.budget}, which gives a round with fewer labels fewer steps)")
         self.recipe, self.scoring = recipe, scoring or Scoring()
-        self.warm_start, self.min_steps, self.seed = bool(warm_start), int(min_steps), int(seed)
+        self.warm_start, self.seed = bool(warm_start), int(seed)
         self.device = engine.get_device(device)
         self.fit_kw, self.tag = _fit_keywords(fit_kw), tag
         self.rng = np.random.default_rng(self.seed)
@@ -132,6 +142,7 @@ class ActiveLearner:
         self.labelled: list[int] = []
         self._pending: list[int] = []
         self.history: list[dict] = []
+        self.curves: list[list[dict]] = []
         self.model: nn.Module | None = None
         self.round = 0
         self._probs_cache: tuple[int, np.ndarray] | None = None
@@ -178,43 +189,40 @@ class ActiveLearner:
     def new_model(self) -> nn.Module:
         return self.spec.create(self.splits)
 
-    def round_recipe(self) -> engine.Recipe:
-        """This round's recipe: the learner's, with epochs raised to reach ``min_steps`` optimizer steps."""
-        steps = math.ceil(self.n_labels / self.recipe.batch_for(self.splits.dims))
-        return self.recipe.replace(epochs=max(self.recipe.epochs, math.ceil(self.min_steps / steps)))
-
     def fit(self) -> dict:
         """Train on the labelled set (fresh model, or warm start), evaluate on test; append to ``history``."""
         if not self.labelled:
             raise ValueError("nothing labelled yet: call seed_set(n) or add(idx) first")
         t0 = time.perf_counter()
-        recipe, res = self._retrain()
-        row = self._evaluate(res, recipe.epochs, t0)
+        res = self._retrain()
+        row = self._evaluate(res, t0)
         self.history.append(row)
+        self.curves.append(res.history)
         self._pending = []
         self._probs_cache = None
         self.round += 1
         return row
 
-    def _retrain(self) -> tuple[engine.Recipe, engine.FitResult]:
+    def _retrain(self) -> engine.FitResult:
         s = self.seed * 1000 + self.round
         engine.seed_everything(s)
         if self.model is None or not self.warm_start:
             self.model = self.new_model()
-        recipe = self.round_recipe()
         kw = dict(device=self.device, seed=s, progress=False)
         kw.update(self.fit_kw)
-        res = engine.fit(self.model, self._view, recipe, train_idx=torch.as_tensor(np.sort(self.labelled)), **kw)
+        res = engine.fit(self.model, self._view, self.recipe, train_idx=torch.as_tensor(np.sort(self.labelled)),
+                         **kw)
         self.model = res.model
-        return recipe, res
+        return res
 
-    def _evaluate(self, res: engine.FitResult, epochs: int, t0: float) -> dict:
+    def _evaluate(self, res: engine.FitResult, t0: float) -> dict:
         test = engine.evaluate(self.model, self.splits.test, self.splits.task, self.device)
         pending = self._pending
         row = {"round": self.round, "n_labels": self.n_labels, "test_auc": test["auc"], "test_acc": test["acc"],
                "val_auc": res.best.get("val_auc", math.nan), "queried": list(pending), "n_queried": len(pending),
                "n_wrong_labels": int((self.given[pending, 0].numpy() != self.truth[pending]).sum()),
-               "strategy": self.strategy_name, "seed": self.seed, "epochs": epochs,
+               "strategy": self.strategy_name, "seed": self.seed, "steps": res.steps,
+               "n_val": res.n_val,
                "seconds": time.perf_counter() - t0}
         if self.tag is not None:
             row["tag"] = self.tag

@@ -28,7 +28,7 @@ def run(splits: Splits, strategy: str, budget, recipe: engine.Recipe | None = No
 
     budget: cumulative label counts, e.g. ``schedule(20, 20, 5)`` = ``[20, 40, …, 120]``: a random
     seed set of ``budget[0]`` (stratified if asked), then one query round per further entry.
-    recipe and learner_kw (``model``, ``scoring``, ``pool``, ``min_steps``, …): see :class:`ActiveLearner`.
+    recipe (a step budget, the same for every round) and learner_kw (``model``, ``scoring``, ``pool``, …): see :class:`ActiveLearner`.
     Returns the :class:`ActiveLearner` (``.history``, ``.labelled``, ``.model``).
     """
     budget = [int(b) for b in budget]

@@ -133,9 +133,13 @@ class LabelingPanel:
         self.curve_fig.tight_layout()
         self._out_curve.clear_output(wait=True)
         if n:
+            # a PNG, not the Figure: a bare Figure shows as text until pyplot has activated the inline backend
+            import io
+            from IPython.display import Image, display
+            buf = io.BytesIO()
+            self.curve_fig.savefig(buf, format="png")
             with self._out_curve:
-                from IPython.display import display
-                display(self.curve_fig)
+                display(Image(buf.getvalue()))
 
     def _ipython_display_(self):
         from IPython.display import display

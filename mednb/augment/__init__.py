@@ -41,24 +41,29 @@ What comes from libraries and what is hand-written, and why:
 Files: :mod:`.policies` (Policy, registry, single transforms), :mod:`.geometry` (affine matrices,
 resampling), :mod:`.elastic` (Gaussian-smoothed displacement fields), :mod:`.intensity`,
 :mod:`.reference` (the per-sample torchvision v2 equivalent), :mod:`.trainsets` (offline copies,
-imbalanced subsets), :mod:`.experiments` (label-fraction grid, offline vs online, class imbalance,
-verdicts), :mod:`.show` (gallery, explorer), :mod:`.measure` (mask alignment, throughput),
-:mod:`.profiles` (notebook knobs).
+imbalanced subsets), :mod:`.experiments` (the budget demonstration, label-fraction grid, offline vs online,
+class imbalance: every arm of a comparison under one budget in optimizer steps), :mod:`.verdicts` (paired
+verdicts over seeds, tables, records and claims), :mod:`.show` (gallery, explorer), :mod:`.measure` (mask
+alignment, throughput), :mod:`.profiles` (notebook knobs).
 """
 from __future__ import annotations
 
-from .experiments import (IMBALANCE_STRATEGIES, compare_offline_online, describe_verdict, imbalance_experiment,
-                          label_fraction_grid, summary, verdict)
+from .experiments import (BUDGETS, IMBALANCE_STRATEGIES, budget_demo, compare_offline_online, imbalance_experiment,
+                          label_fraction_grid)
 from .measure import mask_alignment, throughput
 from .policies import DEFAULTS, GEOMETRIC, POLICIES, TRANSFORMS, Policy, get, named, names, transform, transforms
 from .profiles import CHECKS, PROFILES
 from .reference import torchvision_policy
-from .show import explorer, gallery
+from .show import convergence, explorer, gallery
 from .trainsets import imbalanced_indices, nbytes, offline, offline_splits
+from .verdicts import (budget_table, by_seed, claim_policy, describe_verdict, record_claims, record_rows, summary,
+                       verdict)
 
 __all__ = ["Policy", "POLICIES", "GEOMETRIC", "DEFAULTS", "TRANSFORMS", "PROFILES", "CHECKS", "IMBALANCE_STRATEGIES",
+           "BUDGETS",
            "names", "get", "transforms", "transform", "named", "torchvision_policy",
            "offline", "offline_splits", "nbytes", "imbalanced_indices",
-           "label_fraction_grid", "compare_offline_online", "imbalance_experiment",
-           "verdict", "describe_verdict", "summary",
-           "gallery", "explorer", "mask_alignment", "throughput"]
+           "label_fraction_grid", "budget_demo", "compare_offline_online", "imbalance_experiment",
+           "verdict", "describe_verdict", "summary", "budget_table", "by_seed", "record_rows", "record_claims",
+           "claim_policy",
+           "gallery", "explorer", "convergence", "mask_alignment", "throughput"]

@@ -1,21 +1,23 @@
-"""The training experiments of notebook 02 and the tables read from them.
+"""The training experiments of notebook 02.
 
-:func:`label_fraction_grid` (policy × label fraction × seed), :func:`compare_offline_online`
-and :func:`imbalance_experiment` train through :func:`mednb.engine.train` with an
-:class:`mednb.engine.Recipe`; :func:`verdict`, :func:`describe_verdict` and :func:`summary`
-turn their DataFrames into the winning policy per setting and ``mean ± sd`` tables.
+Every comparison trains all its arms — policies, label fractions, offline/online modes, imbalance strategies —
+for the same number of optimizer steps (``Recipe(steps=N)``), whatever the size of each arm's training set: in
+epochs, an arm with 10 % of the labels would get a tenth of the steps and the comparison would measure
+under-training, not label efficiency (Oliver et al., NeurIPS 2018, "Realistic Evaluation of Deep Semi-Supervised
+Learning Algorithms"). :func:`budget_demo` shows exactly that mistake: the same arms at equal epochs and at equal
+steps. :func:`label_fraction_grid` (policy × label fraction × seed), :func:`compare_offline_online` and
+:func:`imbalance_experiment` train through :func:`mednb.engine.train`; each row carries the arm's ``steps``.
+Verdicts, tables and claims read from these DataFrames live in :mod:`.verdicts`.
 """
 from __future__ import annotations
 
 import itertools
 import time
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .. import engine
-from .. import metrics as M
 from ..data import label_subset
 from ..runtime import check_name
 from .policies import get
@@ -28,31 +30,102 @@ IMBALANCE_STRATEGIES = {
     "oversample": dict(sampler="balanced"),
     "oversample + augment": dict(sampler="balanced", augment="basic"),
 }
+#: the two budgets of :func:`budget_demo`
+BUDGETS = ("equal epochs", "equal steps")
 
 
 def _runs(runs: list, desc: str, progress: bool):
     return tqdm(runs, total=len(runs), desc=desc, disable=not progress, leave=True)
 
 
-def label_fraction_grid(splits, policies, fractions, seeds, *, recipe: engine.Recipe | None = None,
-                        model: str = "cnn", strength: float = 1.0, progress: bool = True, **fit_kw):
-    """Test metrics for every (policy, label fraction, seed): a tidy DataFrame, one row per run
-    (with ``train_images_per_s``: training speed including the online augmentation).
+def _step_recipe(recipe, what: str) -> engine.Recipe:
+    """``recipe`` if it has a budget in optimizer steps; else a ValueError saying why one is needed."""
+    if recipe is None or recipe.steps is None:
+        raise ValueError(f"{what} compares arms with different numbers of training images: give them one budget in "
+                         f"optimizer steps, recipe=engine.Recipe(steps=N) (got "
+                         f"{'no recipe' if recipe is None else recipe.budget})")
+    return recipe
 
-    recipe: the training recipe (None → ``engine.Recipe()``); fit_kw go to
-    :func:`mednb.engine.train` (device, model_kw, …).
+
+def _grid_row(splits, model, strength, recipe, pol, frac, seed, res) -> dict:
+    return dict(dataset=splits.name, model=str(model), strength=float(strength), recipe=repr(recipe), policy=pol,
+                label_fraction=frac, seed=seed, n_train=res.n_train, steps=res.steps, n_val=res.n_val,
+                best_step=res.best.get("step", res.best_epoch),
+                test_auc=res.test["auc"], test_acc=res.test["acc"], test_balanced_acc=res.test["balanced_acc"],
+                seconds=res.seconds, train_images_per_s=res.images_per_s, history=res.history)
+
+
+def _reusable(df, splits, recipe, model, strength) -> dict:
+    """Rows of an earlier DataFrame of :func:`label_fraction_grid` / :func:`budget_demo` trained with the same
+    recipe (a step budget), model and strength on the same data, by ``(policy, label_fraction, seed)``: the same
+    runs, not trained again."""
+    if df is None or not len(df) or recipe is None or recipe.steps is None:
+        return {}
+    same = df[(df.recipe == repr(recipe)) & (df.dataset == splits.name) & (df.model == str(model))
+              & (df.strength == float(strength))]
+    if "budget" in same:
+        same = same[same.budget == "equal steps"]
+    cols = [c for c in same.columns if c not in ("budget", "full_label_steps")]
+    return {(r["policy"], r["label_fraction"], r["seed"]): r for r in same[cols].to_dict("records")}
+
+
+def label_fraction_grid(splits, policies, fractions, seeds, *, recipe: engine.Recipe | None = None,
+                        model: str = "cnn", strength: float = 1.0, reuse=None, progress: bool = True, **fit_kw):
+    """Test metrics for every (policy, label fraction, seed): a tidy DataFrame, one row per run, with the
+    run's ``steps``, validation-set size ``n_val``, selected ``best_step``, ``train_images_per_s`` (training
+    speed including the online augmentation) and validation ``history`` (for :func:`mednb.plot.convergence`).
+
+    recipe: the training recipe; with more than one label fraction it must be a step budget
+    (``engine.Recipe(steps=N)``), so that every arm trains the same number of steps. reuse: an earlier
+    DataFrame of this function or of :func:`budget_demo` whose runs with the same recipe, model and strength
+    are taken instead of trained again (same seed, same label subset: the same run; pass the same ``fit_kw``).
+    fit_kw go to :func:`mednb.engine.train` (device, model_kw, …).
     """
     import pandas as pd
+    fractions = list(fractions)
+    if len(set(fractions)) > 1:
+        recipe = _step_recipe(recipe, "a label-fraction grid")
+    done = _reusable(reuse, splits, recipe, model, strength)
     runs = list(itertools.product(policies, fractions, seeds))
     rows = []
     for pol, frac, seed in _runs(runs, f"{splits.name}: policy × fraction × seed", progress):
+        if (pol, frac, seed) in done:
+            rows.append(dict(done[(pol, frac, seed)]))
+            continue
         aug = get(pol, strength, dims=splits.dims)
         res = engine.train(splits, model, recipe, seed=seed, augment=aug, label_fraction=frac, progress=False,
                            **fit_kw)
-        rows.append(dict(dataset=splits.name, policy=pol, label_fraction=frac, seed=seed, n_train=res.n_train,
-                         test_auc=res.test["auc"], test_acc=res.test["acc"],
-                         test_balanced_acc=res.test["balanced_acc"], seconds=res.seconds,
-                         train_images_per_s=res.images_per_s))
+        rows.append(_grid_row(splits, model, strength, recipe, pol, frac, seed, res))
+    return pd.DataFrame(rows)
+
+
+def budget_demo(splits, policies, fraction: float, seeds, *, recipe: engine.Recipe, epochs: int, model: str = "cnn",
+                strength: float = 1.0, reuse=None, progress: bool = True, **fit_kw):
+    """How a comparison can mislead: the same arms (``policies`` at ``fraction`` of the labels) trained for
+    ``epochs`` passes over their labelled subset — few labels, few steps — and for the step budget
+    ``recipe.steps`` that a full-label arm gets.
+
+    reuse: a :func:`label_fraction_grid` DataFrame whose runs with the same recipe are taken for the equal-steps
+    arms (same seed, same label subset: the same run). Returns one row per (budget, policy, seed) with the arm's
+    own ``steps`` — this comparison alone has two budgets — plus, for reference, ``full_label_steps``: the steps
+    ``epochs`` epochs give a full-label arm.
+    """
+    import pandas as pd
+    recipe = _step_recipe(recipe, "the budget demonstration")
+    by_epochs = recipe.replace(steps=None, evals=None, epochs=int(epochs))
+    done = _reusable(reuse, splits, recipe, model, strength)
+    full_steps = int(epochs) * -(-len(splits.train) // recipe.batch_for(splits.dims))
+    runs = [(b, p, s) for b in BUDGETS for p in policies for s in seeds]
+    rows = []
+    for budget, pol, seed in _runs(runs, f"{splits.name}: equal epochs vs equal steps", progress):
+        if budget == "equal steps" and (pol, fraction, seed) in done:
+            row = dict(done[(pol, fraction, seed)])
+        else:
+            rec = by_epochs if budget == "equal epochs" else recipe
+            res = engine.train(splits, model, rec, seed=seed, augment=get(pol, strength, dims=splits.dims),
+                               label_fraction=fraction, progress=False, **fit_kw)
+            row = _grid_row(splits, model, strength, rec, pol, fraction, seed, res)
+        rows.append(dict(row, budget=budget, full_label_steps=full_steps))
     return pd.DataFrame(rows)
 
 
@@ -61,28 +134,27 @@ def compare_offline_online(splits, policy: str = "basic", copies: int = 4, seeds
                            strength: float = 1.0, progress: bool = True, **fit_kw):
     """Offline (train set enlarged ×(copies+1) beforehand) vs online (per mini-batch) vs none.
 
-    Same number of images seen per run: online and none train ``recipe.epochs`` epochs over N
-    images, offline ``max(1, round(recipe.epochs / (copies + 1)))`` epochs over (copies + 1)·N.
-    Returns one row per (mode, seed): train-set bytes, preparation and training seconds, test AUC/ACC.
+    One budget: every mode trains ``recipe.steps`` optimizer steps of full batches (a step budget is required),
+    so each sees the same number of images however large its stored training set is.
+    Returns one row per (mode, seed): train-set bytes, preparation and training seconds, steps, test AUC/ACC.
     """
     import pandas as pd
-    recipe = engine.Recipe() if recipe is None else recipe
+    recipe = _step_recipe(recipe, "offline vs online augmentation")
     aug = get(policy, strength, dims=splits.dims)
     rows = []
     runs = [(m, s) for s in seeds for m in ("none", "online", "offline")]
     for mode, seed in _runs(runs, f"{splits.name}: offline vs online", progress):
         t0 = time.perf_counter()
         if mode == "offline":
-            sp, rec, a, frac = offline_splits(splits, aug, copies, label_fraction, seed), \
-                recipe.replace(epochs=max(1, round(recipe.epochs / (copies + 1)))), None, 1.0
+            sp, a, frac = offline_splits(splits, aug, copies, label_fraction, seed), None, 1.0
         else:
-            sp, rec, a, frac = splits, recipe, (aug if mode == "online" else None), label_fraction
+            sp, a, frac = splits, (aug if mode == "online" else None), label_fraction
         prep = time.perf_counter() - t0
         train_bytes = nbytes(sp.train) if mode == "offline" else nbytes(
             splits.train.subset(label_subset(splits.train.y, label_fraction, seed, splits.task)))
-        res = engine.train(sp, model, rec, seed=seed, augment=a, label_fraction=frac, progress=False, **fit_kw)
+        res = engine.train(sp, model, recipe, seed=seed, augment=a, label_fraction=frac, progress=False, **fit_kw)
         rows.append(dict(dataset=splits.name, mode=mode, policy=policy if mode != "none" else "none", seed=seed,
-                         n_train=res.n_train, epochs=rec.epochs, images_seen=res.n_train * len(res.history),
+                         n_train=res.n_train, steps=res.steps, images_seen=res.steps * recipe.batch_for(splits.dims),
                          train_bytes=train_bytes, prep_s=prep, train_s=res.seconds,
                          test_auc=res.test["auc"], test_acc=res.test["acc"]))
     return pd.DataFrame(rows)
@@ -92,8 +164,8 @@ def imbalance_experiment(splits, ratio: float = 0.1, seeds=(0,), strategies=tupl
                          recipe: engine.Recipe | None = None, model: str = "cnn", minority: int | None = None,
                          progress: bool = True, **fit_kw):
     """Class imbalance: train on a subset where the minority class has ``ratio`` × the majority's
-    samples, with each strategy of :data:`IMBALANCE_STRATEGIES`; test AUC and balanced accuracy
-    on the untouched test split. One row per (strategy, seed)."""
+    samples, with each strategy of :data:`IMBALANCE_STRATEGIES` (all with ``recipe``'s budget); test AUC and
+    balanced accuracy on the untouched test split. One row per (strategy, seed), with the run's ``steps``."""
     import pandas as pd
     strategies = [check_name(s, IMBALANCE_STRATEGIES, "imbalance strategy") for s in strategies]
     rows = []
@@ -105,50 +177,7 @@ def imbalance_experiment(splits, ratio: float = 0.1, seeds=(0,), strategies=tupl
             kw["augment"] = get(kw["augment"], dims=splits.dims)
         res = engine.train(splits, model, recipe, seed=seed, train_idx=idx, progress=False, **kw, **fit_kw)
         counts = torch.bincount(splits.train.y[idx, 0], minlength=splits.n_classes).tolist()
-        rows.append(dict(dataset=splits.name, strategy=strat, seed=seed, train_counts=str(counts),
+        rows.append(dict(dataset=splits.name, strategy=strat, seed=seed, train_counts=str(counts), steps=res.steps,
                          test_auc=res.test["auc"], test_balanced_acc=res.test["balanced_acc"],
                          test_acc=res.test["acc"]))
     return pd.DataFrame(rows)
-
-
-def verdict(df, metric: str = "test_auc", baseline: str = "none"):
-    """Per (dataset, label fraction): the winning policy, its mean metric and the gain over
-    ``baseline`` (mean over seeds), with the seed sd of both — computed from a grid DataFrame."""
-    import pandas as pd
-    rows = []
-    for (ds, frac), g in df.groupby(["dataset", "label_fraction"]):
-        stats = g.groupby("policy")[metric].agg(["mean", "std", "count"])
-        best = stats["mean"].idxmax()
-        base = stats.loc[baseline] if baseline in stats.index else None
-        sd = lambda v: 0.0 if (v is None or not np.isfinite(v)) else float(v)
-        rows.append(dict(dataset=ds, label_fraction=frac, best_policy=best, best_mean=stats.loc[best, "mean"],
-                         best_sd=sd(stats.loc[best, "std"]),
-                         baseline_mean=None if base is None else base["mean"],
-                         gain_over_baseline=None if base is None else stats.loc[best, "mean"] - base["mean"],
-                         gain_exceeds_sd=None if base is None or stats["count"].min() < 2 else bool(
-                             stats.loc[best, "mean"] - base["mean"] > max(sd(stats.loc[best, "std"]), sd(base["std"]))),
-                         n_seeds=int(stats["count"].min())))
-    return pd.DataFrame(rows)
-
-
-def summary(df, by, metrics=("test_auc",), digits: int = 3):
-    """``mean ± sd (n)`` of wide result columns ``metrics`` per group ``by`` (via :func:`mednb.metrics.summarize`)."""
-    by = [by] if isinstance(by, str) else list(by)
-    long = df.melt(id_vars=by, value_vars=list(metrics), var_name="metric", value_name="value")
-    out = M.summarize(long.to_dict("records"), by, metrics, digits)
-    return out[[c for c in out.columns if not c.endswith("_mean")]]
-
-
-def describe_verdict(v) -> str:
-    """Plain-language lines from :func:`verdict` (one per dataset and label fraction)."""
-    lines = []
-    for r in v.itertuples():
-        if r.best_policy == "none" or r.gain_over_baseline is None or not np.isfinite(r.gain_over_baseline):
-            lines.append(f"{r.dataset}, {r.label_fraction:.0%} labels: no policy beat 'none' "
-                         f"(best {r.best_policy}, AUC {r.best_mean:.3f}).")
-        else:
-            note = ("one seed — no sd, not conclusive" if r.n_seeds < 2 else
-                    "larger than the seed sd" if r.gain_exceeds_sd else "within the seed sd — not a clear win")
-            lines.append(f"{r.dataset}, {r.label_fraction:.0%} labels: {r.best_policy} wins, AUC {r.best_mean:.3f} "
-                         f"vs {r.baseline_mean:.3f} without augmentation ({r.gain_over_baseline:+.3f}, {note}).")
-    return "\n".join(lines)

@@ -85,3 +85,27 @@ def explorer(x: torch.Tensor, masks: torch.Tensor | None = None, policies=None, 
         w.observe(draw, names="value")
     draw()
     return W.VBox([W.HBox([pol, strength, seed]), caption, W.HBox([before, after])])
+
+
+def convergence(grid, key: str = "val_auc", policies=None, fractions=None, title: str | None = None):
+    """The evidence that a grid's step budget is long enough: one panel per label fraction, validation ``key``
+    against optimizer steps for each policy (mean and min–max band over seeds; :func:`mednb.plot.convergence`).
+
+    grid: a DataFrame of :func:`~mednb.augment.label_fraction_grid` (its ``history`` column); policies,
+    fractions: subsets to draw (default: all).
+    """
+    import matplotlib.pyplot as plt
+    from ..plot import convergence as draw
+    fractions = sorted(grid.label_fraction.unique()) if fractions is None else list(fractions)
+    policies = list(grid.policy.unique()) if policies is None else list(policies)
+    fig, axes = plt.subplots(1, len(fractions), figsize=(4.2 * len(fractions), 3.2), squeeze=False)
+    for ax, f in zip(axes[0], fractions):
+        g = grid[grid.label_fraction == f]
+        runs = {p: list(g[g.policy == p].history) for p in policies if (g.policy == p).any()}
+        steps = sorted(set(g.steps))
+        draw(runs, key=key, ax=ax, title=f"{f:.0%} labels ({int(g.n_train.iloc[0])} images), "
+                                         f"{', '.join(map(str, steps))} steps")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

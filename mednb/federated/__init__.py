@@ -27,15 +27,16 @@ from .methods import (BASELINES, LOCAL, METHODS, Setup, centralized, check_metho
 from .apps import FEDERATED, client_app, server_app  # noqa: E402
 from .simulation import Results, backend_config, read_results, simulate  # noqa: E402
 from .deployment import Federation, commands, deploy, free_ports  # noqa: E402
-from .adapt import adabn, adaptation, finetune, pick_labels  # noqa: E402
-from .study import (adaptation_all, baselines, build_all, claims, communication, compare_runtimes,  # noqa: E402
-                    final_table, generalization, print_claims, site_method, unseen_all, upload_bytes)
+from .adapt import FINETUNE, adabn, adaptation, finetune, pick_labels  # noqa: E402
+from .study import (adaptation_all, baselines, budgets, build_all, claims, communication,  # noqa: E402
+                    compare_runtimes, final_table, generalization, print_claims, record_claims, record_results,
+                    results, site_method, unseen_all, upload_bytes)
 from .profiles import CHECKS, PROFILES  # noqa: E402
 
 
 def __getattr__(name):
     """The figures load matplotlib on first use (hospital processes import this package and never plot)."""
-    if name in ("sites_figure", "rounds_figure"):
+    if name in ("sites_figure", "rounds_figure", "adaptation_convergence"):
         from . import figures
         return getattr(figures, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Figures of notebook 09: the sites (one image each + class mix) and test AUC vs communication round."""
+"""Figures of notebook 09: the sites (one image each + class mix), test AUC vs communication round, and the
+new hospital's validation AUC against fine-tuning steps."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -60,4 +61,21 @@ def rounds_figure(evaluations: pd.DataFrame, final: pd.DataFrame):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def adaptation_convergence(adapted: pd.DataFrame, n_labels: int | None = None):
+    """The new hospital's validation AUC against fine-tuning steps at ``n_labels`` (default: the fewest labels
+    run), one line per mode (mean and min–max band over seeds), one panel per dataset
+    (:func:`mednb.plot.convergence`): the evidence that the fine-tuning budget is long enough."""
+    from ..plot import convergence
+    ft = adapted[adapted["stage"] == "finetune"]
+    n = int(ft["n_labels"].min()) if n_labels is None else int(n_labels)
+    datasets = list(dict.fromkeys(ft["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.0 * len(datasets), 3.2), squeeze=False)
+    for ax, d in zip(axes[0], datasets):
+        g = ft[(ft["dataset"] == d) & (ft["n_labels"] == n)]
+        runs = {f"{mode}, {n} labels": [h for h in gm.sort_values("seed")["history"] if h]
+                for mode, gm in g.groupby("mode", sort=False)}
+        convergence(runs, title=f"{d}: fine-tuning at the new hospital", ax=ax)
     return fig

@@ -14,8 +14,14 @@
                  (Li et al., ICLR 2021: designed for feature shift between scanners)
 ==============  ===========================================================================
 
-Every method trains with :func:`mednb.engine.fit` and the same budget: ``rounds × recipe.epochs`` passes
-over each site's data. The federated ones run through Flower's Simulation Runtime (:func:`simulate`).
+Every method trains with :func:`mednb.engine.fit` and the same budget in optimizer steps. ``recipe.steps`` (the
+notebook's ``STEPS``) is the local training of one round: each participating hospital takes that many optimizer
+steps, whatever its number of images, so the federation trains ``rounds × steps × m`` steps in all (``m``
+hospitals per round, :meth:`Setup.sites_per_round`). The baselines get the same total: local-only spreads it
+evenly over the K hospitals (``rounds × steps × m / K`` each, ``rounds × steps`` when every hospital trains every
+round), centralized trains all of it on the pooled data. The budget of a comparison (:attr:`Setup.budget`, the
+``steps`` tag of its records) is ``rounds × steps``: the optimizer steps of one hospital that trains in every round.
+The federated methods run through Flower's Simulation Runtime (:func:`simulate`).
 """
 from __future__ import annotations
 
@@ -37,7 +43,9 @@ METHODS = {
     "fedbn": "federated averaging, batch norm kept local",
 }
 BASELINES = ("local", "centralized")
-LOCAL = engine.Recipe(epochs=1, schedule="constant", select="last")  # one round of local training
+#: one round of local training: ``steps`` optimizer steps (set by the STEPS knob), constant LR, the last weights kept;
+#: one check at the end (``evals=1``: local rounds are not validated)
+LOCAL = engine.Recipe(steps=10, evals=1, schedule="constant", select="last")
 
 
 def check_method(name: str) -> str:
@@ -51,9 +59,10 @@ def check_methods(names) -> list[str]:
 
 @dataclass(frozen=True)
 class Setup:
-    """How every method trains on one dataset. recipe: the local training of one round (``select="last"``
-    keeps the round's final weights); rounds: communication rounds (baselines train ``rounds × epochs``
-    epochs); fraction: share of the sites training each round; mu: FedProx's μ."""
+    """How every method trains on one dataset. recipe: the local training of one round, a budget of
+    ``recipe.steps`` optimizer steps (``select="last"`` keeps the round's final weights); rounds: communication
+    rounds; fraction: share of the sites training each round; mu: FedProx's μ. The baselines' budgets are
+    :meth:`local_recipe` and :meth:`pooled_recipe` (the module docstring)."""
     recipe: engine.Recipe
     rounds: int = 10
     model: str = "cnn"
@@ -70,11 +79,26 @@ class Setup:
             raise ValueError(f"fraction of sites per round must be in (0, 1], got {self.fraction!r}")
         if not float(self.mu) >= 0:
             raise ValueError(f"FedProx mu must be >= 0, got {self.mu!r}")
+        if self.recipe.steps is None:
+            raise ValueError("a federated Setup trains a budget in optimizer steps per round: "
+                             "recipe=engine.Recipe(steps=N, ...) (the notebook's STEPS knob)")
 
     @property
-    def total(self) -> engine.Recipe:
-        """The baselines' recipe: as many passes over the data as a federation with every site in every round."""
-        return self.recipe.replace(epochs=self.rounds * self.recipe.epochs)
+    def budget(self) -> int:
+        """Optimizer steps of a hospital that trains in every round: ``rounds × recipe.steps`` (the ``steps`` tag)."""
+        return int(self.rounds) * int(self.recipe.steps)
+
+    def sites_per_round(self, k: int) -> int:
+        """Hospitals that train in each round (as the strategies draw them: at least one, at most K)."""
+        return min(int(k), max(1, int(round(float(self.fraction) * int(k)))))
+
+    def local_recipe(self, k: int) -> engine.Recipe:
+        """Local-only's recipe for each of K hospitals: the federation's total steps shared evenly among them."""
+        return self.recipe.replace(steps=max(1, round(self.budget * self.sites_per_round(k) / int(k))))
+
+    def pooled_recipe(self, k: int) -> engine.Recipe:
+        """Centralized training's recipe: the federation's total steps, ``rounds × steps × m``, on the pooled data."""
+        return self.recipe.replace(steps=self.budget * self.sites_per_round(k))
 
 
 
@@ -125,7 +149,7 @@ def local_only(sites: Sites, setup: Setup) -> tuple[pd.DataFrame, list]:
     rows, fitted = [], []
     for i, sp in enumerate(sites.seen):
         model = initial_model(experiment(sites, "local", setup))
-        res = engine.fit(model, sp, setup.total, eval_fn=lambda m, s: {}, seed=sites.seed * 100 + i,
+        res = engine.fit(model, sp, setup.local_recipe(sites.k), eval_fn=lambda m, s: {}, seed=sites.seed * 100 + i,
                          device=setup.device, progress=False)
         rows.append({"site": i, **_score(res.model, sp, setup.device)})
         fitted.append(res.model)
@@ -135,11 +159,13 @@ def local_only(sites: Sites, setup: Setup) -> tuple[pd.DataFrame, list]:
 def centralized(sites: Sites, setup: Setup) -> tuple[pd.DataFrame, torch.nn.Module]:
     """One model on the pooled seen sites; rows = its test AUC/ACC on every seen site's test split."""
     model = initial_model(experiment(sites, "centralized", setup))
-    res = engine.fit(model, sites.pooled(), setup.total, eval_fn=lambda m, s: {}, seed=sites.seed * 100 + 99,
+    res = engine.fit(model, sites.pooled(), setup.pooled_recipe(sites.k), eval_fn=lambda m, s: {},
+                     seed=sites.seed * 100 + 99,
                      device=setup.device, progress=False)
     rows = [{"site": i, **_score(res.model, sp, setup.device)} for i, sp in enumerate(sites.seen)]
     return _tag(pd.DataFrame(rows), sites, "centralized", setup), res.model
 
 
 def _tag(df: pd.DataFrame, sites: Sites, method: str, setup: Setup) -> pd.DataFrame:
-    return df.assign(method=method, dataset=sites.dataset, seed=sites.seed, alpha=sites.alpha, round=setup.rounds)
+    return df.assign(method=method, dataset=sites.dataset, seed=sites.seed, alpha=sites.alpha, round=setup.rounds,
+                     steps=setup.budget)

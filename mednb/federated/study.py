@@ -1,9 +1,11 @@
 """The multisite study of notebook 09: run every method over datasets × seeds, then measure.
 
 Tables are tidy DataFrames (one row per dataset, seed, method, site); summaries give mean ± sd over seeds.
-A verdict compares a paired difference (same seed, same sites) with its seed-to-seed spread: *supported*
-when its mean exceeds one sd in the claimed direction, *refuted* when it exceeds one sd the other way, and
-*within the spread* otherwise; one seed gives no verdict.
+A verdict is a paired difference over seeds (same seed: same hospitals, same initial weights, same label picks)
+with a 95 % Student-t interval, :func:`mednb.claims.paired`: *better* / *worse* when the interval excludes 0,
+*within noise* otherwise (and with one seed). :func:`record_claims` puts the headline ones in the claims ledger
+and :func:`record_results` tags every record with its comparison (``methods``, ``adaptation``, ``runtimes``) and
+its budget in steps.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import adapt
+from .. import claims as ledger
 from .. import engine, metrics
 from .methods import BASELINES, centralized, local_only
 from .sites import Sites, build_sites
@@ -127,75 +130,127 @@ def upload_bytes(sites: Sites) -> int:
 
 
 # ----------------------------------------------------------------------------- verdicts
-def judge(diffs, margin: float = 0.0) -> str:
-    """Verdict on "the paired difference is above ``margin``" (see the module docstring)."""
-    m, sd, n = metrics.mean_sd(diffs)
-    if n == 0:
-        return "not run"
-    if n < 2:
-        return "one seed: no verdict"
-    if m - sd > margin:
-        return "supported"
-    if m + sd < margin:
-        return "refuted"
-    return "within the spread"
+#: where each claim of :func:`claims` comes from
+CITATIONS = {
+    "fedavg": "McMahan et al., AISTATS 2017 (FedAvg)",
+    "fedbn": "Li et al., ICLR 2021 (FedBN)",
+    "adabn": "Li et al., Pattern Recognition 2018 (AdaBN)",
+    "forgetting": "McCloskey & Cohen 1989; Kirkpatrick et al., PNAS 2017",
+}
 
 
-def _paired(a: pd.Series, b: pd.Series) -> list[float]:
-    """a − b for the seeds both have."""
-    both = a.index.intersection(b.index)
-    return [float(a[i] - b[i]) for i in both]
+def _row(dataset, comparison, claim, a: pd.Series, b: pd.Series, citation=None) -> dict:
+    """One claim: a − b paired over the seeds both have (:func:`mednb.claims.paired`); no shared seed: not run."""
+    a, b = a.dropna().to_dict(), b.dropna().to_dict()
+    both = [s for s in a if s in b]
+    if not both:
+        return {"dataset": dataset, "comparison": comparison, "claim": claim, "difference": "—", "verdict": "not run",
+                "paired": None, "citation": citation}
+    p = ledger.paired({s: a[s] for s in both}, {s: b[s] for s in both})
+    return {"dataset": dataset, "comparison": comparison, "claim": claim, "difference": str(p).split(" → ")[0],
+            "verdict": p.verdict, "paired": p, "citation": citation}
 
 
-def _row(dataset, claim, diffs, margin=0.0, shown=None) -> dict:
-    shown = diffs if shown is None else shown
-    return {"dataset": dataset, "claim": claim, "difference": metrics.fmt(shown, 3), "verdict": judge(diffs, margin)}
+def claims(final: pd.DataFrame, unseen: pd.DataFrame, adaptation: pd.DataFrame, n_ft: int = 20) -> pd.DataFrame:
+    """The notebook's claims per dataset: paired differences over seeds (95 % interval) and a verdict each
+    (``better``: the first arm wins, ``worse``, ``within noise``; see :func:`mednb.claims.paired`).
 
-
-def claims(final: pd.DataFrame, unseen: pd.DataFrame, adaptation: pd.DataFrame, margin_central: float = 0.02,
-           n_ft: int = 20) -> pd.DataFrame:
-    """The notebook's four claims per dataset: paired differences over seeds and a verdict each.
-
-    ``n_ft``: the fine-tuning budget judged (the nearest one run when it was not)."""
+    ``n_ft``: the number of fine-tuning labels judged (the nearest one run when it was not). Columns: dataset,
+    comparison, claim, difference (Δ and its interval), verdict, paired (:class:`mednb.claims.Paired`), citation."""
     ps = per_seed(final).set_index(["dataset", "method", "seed"]).sort_index()
     rows = []
     for d in ps.index.get_level_values(0).unique():
         x = lambda m, col="mean_auc": ps.loc[(d, m), col] if (d, m) in ps.index.droplevel(2) else pd.Series(dtype=float)
-        rows.append(_row(d, "FedAvg > local-only, mean site AUC", _paired(x("fedavg"), x("local"))))
-        rows.append(_row(d, "FedAvg > local-only, worst site AUC",
-                         _paired(x("fedavg", "worst_auc"), x("local", "worst_auc"))))
-        gap = _paired(x("centralized"), x("fedavg"))
-        rows.append(_row(d, f"FedAvg within {margin_central} AUC of centralized (gap shown)",
-                         [margin_central - g for g in gap], shown=gap))
-        rows.append(_row(d, "FedBN > FedAvg on the seen sites", _paired(x("fedbn"), x("fedavg"))))
+        cite = CITATIONS["fedavg"]
+        rows.append(_row(d, "methods", "FedAvg vs local-only, mean site AUC", x("fedavg"), x("local"), cite))
+        rows.append(_row(d, "methods", "FedAvg vs local-only, worst site AUC", x("fedavg", "worst_auc"),
+                         x("local", "worst_auc"), cite))
+        rows.append(_row(d, "methods", "FedAvg vs centralized, mean site AUC", x("fedavg"), x("centralized"), cite))
+        rows.append(_row(d, "methods", "FedBN vs FedAvg on the seen sites", x("fedbn"), x("fedavg"),
+                         CITATIONS["fedbn"]))
         u = unseen[unseen["dataset"] == d].set_index(["method", "adabn", "seed"])["test_auc"].sort_index()
         get = lambda m, a: u.loc[(m, a)] if (m, a) in u.index.droplevel(2) else pd.Series(dtype=float)
-        rows.append(_row(d, "unseen site: FedBN + AdaBN > FedAvg", _paired(get("fedbn", True), get("fedavg", False))))
-        rows.append(_row(d, "unseen site: FedBN + AdaBN > FedAvg + AdaBN",
-                         _paired(get("fedbn", True), get("fedavg", True))))
+        rows.append(_row(d, "methods", "unseen site: FedBN + AdaBN vs FedAvg", get("fedbn", True), get("fedavg", False),
+                         CITATIONS["fedbn"]))
+        rows.append(_row(d, "methods", "unseen site: FedBN + AdaBN vs FedAvg + AdaBN", get("fedbn", True),
+                         get("fedavg", True), CITATIONS["fedbn"]))
         rows += _adaptation_claims(d, adaptation[adaptation["dataset"] == d], n_ft)
     return pd.DataFrame(rows)
 
 
 def _adaptation_claims(d: str, a: pd.DataFrame, n_ft: int) -> list[dict]:
     st = lambda q: a.query(q).set_index("seed")["unseen_auc"]
-    rows = [_row(d, "AdaBN (0 labels) > federated model on the unseen site",
-                 _paired(st("stage == 'adabn'"), st("stage == 'federated'")))]
+    rows = [_row(d, "adaptation", "AdaBN (0 labels) vs the federated model on the unseen site",
+                 st("stage == 'adabn'"), st("stage == 'federated'"), CITATIONS["adabn"])]
     budgets = sorted(set(a.loc[a["stage"] == "finetune", "n_labels"]))
     n_ft = min(budgets, key=lambda n: abs(n - n_ft)) if budgets else n_ft  # the budget nearest to n_ft
     for mode in sorted(set(a.loc[a["stage"] == "finetune", "mode"])):
         ft = a.query("stage == 'finetune' and n_labels == @n_ft and mode == @mode").set_index("seed")
         if len(ft):
-            rows.append(_row(d, f"fine-tune {n_ft} labels ({mode}) > AdaBN on the unseen site",
-                             _paired(ft["unseen_auc"], st("stage == 'adabn'"))))
-            rows.append({"dataset": d, "claim": f"  its forgetting on the seen sites ({mode}; AUC lost)",
-                         "difference": metrics.fmt(ft["forgetting"], 3), "verdict": "measured"})
+            rows.append(_row(d, "adaptation", f"fine-tune {n_ft} labels ({mode}) vs AdaBN on the unseen site",
+                             ft["unseen_auc"], st("stage == 'adabn'"), CITATIONS["adabn"]))
+            rows.append({"dataset": d, "comparison": "adaptation",
+                         "claim": f"  its forgetting on the seen sites ({mode}; AUC lost)",
+                         "difference": metrics.fmt(ft["forgetting"], 3), "verdict": "measured", "paired": None,
+                         "citation": CITATIONS["forgetting"]})
     return rows
 
 
 def print_claims(table: pd.DataFrame) -> None:
     for r in table.itertuples():
-        print(f"{r.dataset:>15} | {r.claim:<62} | Δ = {r.difference:<24} | {r.verdict}")
+        print(f"{r.dataset:>15} | {r.claim:<58} | {r.difference:<62} | {r.verdict}")
+
+
+def record_claims(table: pd.DataFrame, budgets: dict) -> list[dict]:
+    """Every paired claim of :func:`claims` into the claims ledger (:func:`mednb.claims.claim`).
+
+    budgets: ``{(dataset, comparison): steps}`` — the budget of each comparison (:func:`budgets`)."""
+    return [ledger.claim(r.claim, r.paired, comparison=r.comparison, steps=budgets.get((r.dataset, r.comparison)),
+                         dataset=r.dataset, citation=r.citation)
+            for r in table.itertuples() if r.paired is not None]
+
+
+def budgets(setups: dict, ft_recipe: engine.Recipe) -> dict:
+    """``{(dataset, comparison): steps}``: the methods comparison's :attr:`Setup.budget` (rounds × local steps of
+    one hospital) and the adaptation comparison's fine-tuning steps, per dataset."""
+    out = {}
+    for d, s in setups.items():
+        out[(d, "methods")] = s.budget
+        out[(d, "adaptation")] = int(ft_recipe.steps)
+    return out
+
+
+def results(final: pd.DataFrame, unseen: pd.DataFrame, adapted: pd.DataFrame, comm: pd.DataFrame,
+            setups: dict, runtimes: pd.DataFrame | None = None, deploy_setup=None) -> list[tuple[str, float, dict]]:
+    """``(metric, value, tags)`` of every result of the notebook (for :func:`mednb.record`), each tagged with its
+    ``comparison`` and ``steps``:
+    ``methods`` (every hospital's final AUC/ACC, the unseen site, bytes per round; steps = :attr:`Setup.budget`),
+    ``adaptation`` (fine-tuning at the new hospital and its forgetting; steps = the fine-tuning budget) and
+    ``runtimes`` (the Deployment Runtime's run; steps = its rounds × local steps)."""
+    out, alpha = [], final.groupby("dataset")["alpha"].first().to_dict()
+    record = lambda name, value, **tags: out.append((name, value, tags))
+    for r in final.itertuples():
+        for m in ("test_auc", "test_acc"):
+            record(m, getattr(r, m), comparison="methods", steps=setups[r.dataset].budget, method=r.method,
+                   site=r.site, round=r.round, alpha=r.alpha, dataset=r.dataset, seed=r.seed)
+    for r in unseen.itertuples():
+        s = setups[r.dataset]
+        record("test_auc", r.test_auc, comparison="methods", steps=s.budget,
+               method=r.method + ("+adabn" if r.adabn else ""),
+               site="unseen", round=s.rounds, alpha=alpha.get(r.dataset), dataset=r.dataset, seed=r.seed)
+    for r in adapted[adapted.stage == "finetune"].itertuples():
+        tags = dict(comparison="adaptation", steps=int(r.steps), method=f"{r.method}+adabn+finetune-{r.mode}",
+                    n_labels=r.n_labels, alpha=alpha.get(r.dataset), dataset=r.dataset, seed=r.seed)
+        record("test_auc", r.unseen_auc, site="unseen", **tags)
+        record("forgetting", r.forgetting, **tags)
+    for r in comm.itertuples():
+        record("bytes_sent", r.bytes_per_round, comparison="methods", steps=setups[r.dataset].budget, method=r.method,
+               dataset=r.dataset)
+    for r in (runtimes.itertuples() if runtimes is not None else ()):
+        record("test_auc", r.test_auc_deployment, comparison="runtimes", steps=deploy_setup.budget,
+               method=f"{r.method} (deployment)", site=r.site, round=r.round, alpha=alpha.get(r.dataset),
+               dataset=r.dataset, seed=r.seed)
+    return out
 
 
 def compare_runtimes(sim, dep, tolerance: float = 0.01) -> pd.DataFrame:
@@ -206,3 +261,12 @@ def compare_runtimes(sim, dep, tolerance: float = 0.01) -> pd.DataFrame:
     df["abs_diff"] = (df["test_auc_deployment"] - df["test_auc_simulation"]).abs()
     df["within_tolerance"] = df["abs_diff"] <= tolerance
     return df
+
+
+def record_results(*args, **kwargs) -> int:
+    """:func:`mednb.record` every entry of :func:`results` (same arguments); returns the number of records."""
+    from ..recording import record
+    found = results(*args, **kwargs)
+    for name, value, tags in found:
+        record(name, value, **tags)
+    return len(found)

@@ -1,13 +1,15 @@
 """The papers' claims about UNet++ (quoted, cited) and the goal of notebook 05, beside our measurements.
 
 The quotes are text, not numbers we computed; every number in :func:`claims` and :func:`goal_verdict`
-is computed from the runs of :func:`mednb.seg.compare` (IoU gains paired per seed, in IoU points).
+is computed from the runs of :func:`mednb.seg.compare` and :func:`mednb.seg.label_efficiency`: differences
+paired per seed with a 95 % interval (:func:`mednb.claims.paired`), IoU in points (×100), at one training
+budget in optimizer steps per comparison. :func:`record_claims` enters the headline claims in the claims ledger.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import fmt
+from .. import claims as ledger
 
 #: (citation, quoted claim) per paper
 PAPER = {
@@ -39,26 +41,34 @@ def iou_gain(runs, a: str = "UNet++ DS", b: str = "U-Net") -> np.ndarray:
     return (100 * (m[a] - m[b])).dropna().to_numpy()
 
 
+def paired_gain(runs, a: str = "UNet++ DS", b: str = "U-Net") -> "ledger.Paired | None":
+    """``a − b`` in IoU points paired over seeds (:func:`mednb.claims.paired`); None if a label is absent."""
+    m = runs.pivot_table(index="seed", columns="label", values="iou")
+    if a not in m or b not in m:
+        return None
+    return ledger.paired((100 * m[a]).to_dict(), (100 * m[b]).to_dict())
+
+
 def goal_verdict(runs, goal: float = GOAL_IOU_GAIN) -> str:
-    """Plain statement of UNet++ DS − U-Net (IoU points, mean ± sd over seeds) against the ``goal``."""
-    g = iou_gain(runs)
-    if not len(g):
+    """UNet++ DS − U-Net (IoU points, paired over seeds with a 95 % interval) against the ``goal``: met when
+    the whole interval lies at or above it, not met when it lies below, undecided when it spans it."""
+    p = paired_gain(runs)
+    if p is None:
         return "–"
     data = str(runs["dataset"].iloc[0]) if "dataset" in runs else "this data"
-    met = "met" if g.mean() >= goal else "NOT met"
-    text = f"UNet++ DS − U-Net on {data}: {fmt(g.tolist(), 1)} IoU points → goal ≥ +{goal:g} {met}"
-    if len(g) < 2:
-        text += " (one seed: no spread to judge)"
-    elif g.mean() - g.std(ddof=1) < goal <= g.mean():
-        text += " (but within one sd of the goal)"
+    if p.n < 2:
+        met = "undecided (one seed: no interval)"
+    else:
+        met = "met" if p.lo >= goal else "NOT met" if p.hi < goal else "undecided (the interval spans it)"
+    text = f"UNet++ DS − U-Net on {data}, IoU points: {p} → goal ≥ +{goal:g} {met}"
     if data != "em":
         text += "; the goal is stated for EM, this run used " + data
     return text
 
 
 def _delta(runs, a: str, b: str) -> str:
-    g = iou_gain(runs, a, b)
-    return fmt(g.tolist(), 1) + " IoU points" if len(g) else "–"
+    p = paired_gain(runs, a, b)
+    return f"{p} (IoU points)" if p is not None else "–"
 
 
 def _pruning_row(prune) -> dict | None:
@@ -79,15 +89,32 @@ def _label_efficiency_row(label_eff) -> dict | None:
     budgets = [n for n in label_eff.n_requested if n > 0]
     if not budgets:
         return None
+    p = _pretrained_gain(label_eff)
+    if p is None:
+        return None
     few = label_eff[label_eff.n_requested == min(budgets)]
     m = few.groupby("init")["iou"].mean()
-    if "pretrained" not in m:
+    return dict(claim=GENESIS_CLAIM, source="Zhou et al., MedIA 2021",
+                ours=f"{int(few.n_labelled.iloc[0])} labelled image(s): IoU pretrained {m['pretrained']:.3f} vs "
+                     f"scratch {m['scratch']:.3f}; pretrained − scratch {p} (IoU points)")
+
+
+GENESIS_CLAIM = ("Models Genesis: restoration pre-training helps when labels are scarce (Zhou et al., MICCAI 2019 / "
+                 "MedIA 2021).")
+
+
+def _pretrained_gain(label_eff) -> "ledger.Paired | None":
+    """Pretrained − scratch IoU points at the fewest labelled images (n > 0), paired over seeds."""
+    if label_eff is None or not len(label_eff):
         return None
-    return dict(claim="Models Genesis: restoration pre-training helps when labels are scarce "
-                      "(Zhou et al., MICCAI 2019 / MedIA 2021).",
-                source="Zhou et al., MedIA 2021",
-                ours=f"{int(few.n_labelled.iloc[0])} labelled image(s): IoU pretrained "
-                     f"{m['pretrained']:.3f} vs scratch {m['scratch']:.3f}")
+    budgets = [n for n in label_eff.n_requested if n > 0]
+    if not budgets:
+        return None
+    few = label_eff[label_eff.n_requested == min(budgets)]
+    m = few.pivot_table(index="seed", columns="init", values="iou")
+    if "pretrained" not in m or "scratch" not in m:
+        return None
+    return ledger.paired((100 * m["pretrained"]).to_dict(), (100 * m["scratch"]).to_dict())
 
 
 def claims(runs2d, prune=None, label_eff=None) -> "pd.DataFrame":
@@ -98,10 +125,41 @@ def claims(runs2d, prune=None, label_eff=None) -> "pd.DataFrame":
                  ours=f"UNet++ DS − U-Net: {_delta(runs2d, 'UNet++ DS', 'U-Net')}; UNet++ DS − wide U-Net: "
                       f"{_delta(runs2d, 'UNet++ DS', 'wide U-Net')} ({data})"),
             dict(claim=f"mednb's goal: UNet++ with deep supervision beats U-Net on EM by ≥ {GOAL_IOU_GAIN:g} IoU "
-                       f"point at equal epochs (the paper reports +3.9 on average over its tasks).",
+                       f"point at equal optimizer steps (the paper reports +3.9 on average over its tasks).",
                  source="mednb, notebook 05", ours=goal_verdict(runs2d)),
             dict(claim=PAPER["wide_unet_filters"][1], source=SHORT["wide_unet_filters"],
                  ours="parameters: " + ", ".join(f"{l} {int(g['params'].iloc[0]):,}"
                                                  for l, g in runs2d.groupby("label", sort=False)))]
     rows += [r for r in (_pruning_row(prune), _label_efficiency_row(label_eff)) if r is not None]
     return pd.DataFrame(rows)
+
+
+def _steps(frame):
+    """The one step budget of a comparison's frame (its ``steps`` column)."""
+    if frame is None or "steps" not in frame or not len(frame):
+        return None
+    steps = sorted(set(int(v) for v in frame["steps"]))
+    if len(steps) != 1:
+        raise ValueError(f"the arms of one comparison trained different budgets: {steps} steps")
+    return steps[0]
+
+
+def record_claims(runs2d, label_eff=None) -> list[dict]:
+    """Enter notebook 05's headline claims in the claims ledger (:func:`mednb.claims.claim`): UNet++ DS against
+    U-Net and against the wide U-Net (the 2018 paper: +3.9 / +3.4 IoU points), and restoration pre-training
+    against scratch at the fewest labelled images. Returns the records."""
+    data = str(runs2d["dataset"].iloc[0]) if "dataset" in runs2d else None
+    out = []
+    for b, paper in (("U-Net", "+3.9 IoU points (mean of 4 tasks)"), ("wide U-Net", "+3.4 IoU points (mean of 4 tasks)")):
+        p = paired_gain(runs2d, "UNet++ DS", b)
+        if p is not None:
+            out.append(ledger.claim(f"UNet++ with deep supervision beats {b} (IoU points)", p,
+                                    comparison="architectures_2d", steps=_steps(runs2d), metric="iou", dataset=data,
+                                    citation=SHORT["unetpp_2018"], paper=paper))
+    p = _pretrained_gain(label_eff)
+    if p is not None:
+        n = int(label_eff[label_eff.n_requested == min(n for n in label_eff.n_requested if n > 0)].n_labelled.iloc[0])
+        out.append(ledger.claim(f"restoration pre-training beats scratch with {n} labelled image(s) (IoU points)", p,
+                                comparison="label_efficiency", steps=_steps(label_eff), metric="iou", dataset=data,
+                                citation="Zhou et al., MedIA 2021 (Models Genesis)"))
+    return out

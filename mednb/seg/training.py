@@ -1,10 +1,14 @@
 """Training segmenters through :func:`mednb.engine.fit`, and restoration pre-training of their encoders.
 
-:data:`RECIPE` is the segmentation recipe: Adam, lr 1e-3, cosine schedule, batch 8, 10 epochs, the
-epoch of the best validation Dice kept (``select="val_loss"`` with ``val_loss = 1 − val Dice``, see
-:func:`mednb.seg.metrics.eval_fn`). The loss is :class:`~mednb.seg.metrics.DiceCELoss`, which asks
-the engine for the mask batch (augmented together with the images). Random crops are the first
-step of the training augmentation policy (:func:`train_policy`), so small training sets are
+:data:`RECIPE` is the segmentation recipe: Adam, lr 1e-3, cosine schedule, batch 8, a budget of 160
+optimizer steps with 10 validation checks, the check of the best validation Dice kept
+(``select="val_loss"`` with ``val_loss = 1 − val Dice``, see :func:`mednb.seg.metrics.eval_fn`). Every
+arm of a comparison — each architecture, each number of labelled images, scratch or pre-trained — trains
+the same number of steps (Oliver et al., NeurIPS 2018): the engine draws its batches from back-to-back
+shuffled passes, so one labelled image fills every batch with random crops of it. The loss is
+:class:`~mednb.seg.metrics.DiceCELoss`, which asks the engine for the mask batch (augmented together
+with the images). Random crops are the first step of the training augmentation policy
+(:func:`train_policy`); with an epoch recipe (restoration pre-training), small training sets are
 repeated (:func:`repeat_index`) until an epoch sees ``samples_per_epoch`` crops.
 """
 from __future__ import annotations
@@ -24,7 +28,7 @@ from .data import center_crop, random_crop
 from .metrics import DiceCELoss, eval_fn, evaluate
 from .models import create
 
-RECIPE = engine.Recipe(epochs=10, lr=1e-3, batch_size=8, schedule="cosine", select="val_loss")
+RECIPE = engine.Recipe(steps=160, lr=1e-3, batch_size=8, schedule="cosine", select="val_loss")
 SELECT = ("val_loss", "last")
 #: the restoration pretext of :func:`pretrain_restoration` (Models Genesis, :mod:`mednb.ssl.genesis`)
 RESTORATION = "genesis"
@@ -60,8 +64,8 @@ def fit(model: nn.Module, splits: Splits, recipe: engine.Recipe | None = None, *
     """Train a segmenter with :func:`mednb.engine.fit` and ``recipe`` (None → :data:`RECIPE`).
 
     crop, augment, strength: the training policy (:func:`train_policy`; ``augment`` is a policy
-    name of :mod:`mednb.augment`). val_crop: select on central crops of this side of the validation
-    images (cheaper per epoch). fit_kw: the other non-recipe keywords of :func:`mednb.engine.fit`
+    name of :mod:`mednb.augment`). samples_per_epoch: with an epoch recipe only (a step budget needs no
+    repetition). val_crop: select on central crops of this side of the validation images (cheaper per check). fit_kw: the other non-recipe keywords of :func:`mednb.engine.fit`
     (``progress``, ``desc``, …). ``result.test`` gets ``{"dice", "iou", "dice_image", "iou_image"}``
     on the full ``splits.test``; ``result.n_train`` counts distinct training images.
     """
@@ -72,7 +76,8 @@ def fit(model: nn.Module, splits: Splits, recipe: engine.Recipe | None = None, *
     if val_crop:
         splits = copy.copy(splits)
         splits.val = center_crop(splits.val, val_crop)
-    res = engine.fit(model, splits, recipe, train_idx=repeat_index(idx, samples_per_epoch),
+    train_idx = idx if recipe.steps is not None else repeat_index(idx, samples_per_epoch)
+    res = engine.fit(model, splits, recipe, train_idx=train_idx,
                      loss_fn=loss or DiceCELoss(), eval_fn=eval_fn(device),
                      augment=train_policy(crop, augment, strength, splits.dims), seed=seed, device=device, **fit_kw)
     res.n_train = len(idx)
@@ -103,13 +108,15 @@ class _RestoreLoss:
 def _restoration_key(splits: Splits, model: str, kw: dict, x: torch.Tensor, recipe: engine.Recipe, crop: int,
                      samples_per_epoch, seed: int) -> str:
     """Cache key: method, dataset, model and options, data shape and a hash of a sample of it, the
-    recipe (epochs, lr, batch size, then any field that differs from :data:`RECIPE`), crop, samples, seed."""
+    recipe (epochs or step budget, lr, batch size, then any field that differs from :data:`RECIPE`), crop, samples,
+    seed."""
+    budget = "" if recipe.steps is None else f"_st{recipe.steps}"  # a step budget replaces the epochs
     data_id = hashlib.sha1(str(tuple(x.shape)).encode() + x[::max(1, len(x) // 64)].contiguous().numpy().tobytes())
     other = "".join(f"_{f}{getattr(recipe, f)}" for f in ("optimizer", "weight_decay", "momentum", "schedule",
                                                            "milestones", "gamma", "patience", "amp")
                     if getattr(recipe, f) != getattr(RECIPE, f))
     return (f"{RESTORATION}_{splits.name}_{model}_{'-'.join(f'{k}{v}' for k, v in sorted(kw.items()))}"
-            f"_n{len(x)}_s{tuple(x.shape[2:])[0]}_e{recipe.epochs}_lr{recipe.lr:g}_b{recipe.batch_size}{other}"
+            f"_n{len(x)}_s{tuple(x.shape[2:])[0]}_e{recipe.epochs}{budget}_lr{recipe.lr:g}_b{recipe.batch_size}{other}"
             f"_c{crop}_spe{samples_per_epoch}_seed{seed}_{data_id.hexdigest()[:8]}")
 
 

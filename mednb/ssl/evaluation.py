@@ -7,6 +7,12 @@ fractions vs training from scratch, and a kNN accuracy monitor.
   :func:`mednb.engine.fit` on the label subset (model selected by validation AUC).
 * :func:`compare` — both protocols × label fractions × seeds for several encoders plus ``scratch``
   (a randomly initialized model: frozen for ``linear``, trained for ``finetune``) → tidy records.
+  Every fine-tuning arm, whatever its label fraction, trains under the same recipe: give it a step budget
+  (``FINETUNE.replace(steps=N)``) so that a 10 % arm gets as many optimizer steps as the 100 % arm (Oliver et
+  al., NeurIPS 2018). Pretraining is outside that budget (its cost is the pretext's own epochs).
+* :func:`convergence_summary` — from validation histories of a step budget: where each arm's curve reaches its
+  final level, i.e. whether the budget let the slowest arm converge (pretrained weights mainly converge
+  faster: He, Girshick & Dollár, ICCV 2019; Raghu et al., NeurIPS 2019).
 * :func:`knn_accuracy` — cosine k-nearest-neighbour accuracy of embeddings (cheap monitor).
 """
 from __future__ import annotations
@@ -25,8 +31,11 @@ from ..runtime import get_device, seed_everything
 PROTOCOLS = ("linear", "finetune")
 #: 2D maps of pooled features (scikit-learn)
 EMBEDDINGS = ("pca", "tsne")
-#: fine-tuning recipe of the evaluation protocol: Adam, cosine LR, best validation AUC
+#: fine-tuning recipe of the evaluation protocol: Adam, cosine LR, best validation AUC (a comparison adds its
+#: step budget: ``FINETUNE.replace(steps=N)``)
 FINETUNE = Recipe(schedule="cosine")
+#: how close (in the metric) to its final level a validation curve must come to count as converged
+CONVERGED_TOL = 0.02
 
 
 @torch.no_grad()
@@ -105,22 +114,27 @@ def reset_head(model: nn.Module, n_outputs: int, seed: int = 0) -> nn.Module:
 
 def finetune(model: nn.Module, splits: Splits, recipe: Recipe = FINETUNE, *, label_fraction: float = 1.0,
              seed: int = 0, device="auto", reset: bool = True, **fit_kw) -> dict:
-    """Train all layers (fresh head when ``reset``) on a label subset with ``recipe`` → test metrics + ``n_train``."""
+    """Train all layers (fresh head when ``reset``) on a label subset with ``recipe`` → test metrics +
+    ``n_train``, ``steps`` (optimizer steps trained) and ``history`` (the validation log)."""
     seed_everything(seed)
     m = reset_head(model, splits.n_outputs, seed) if reset else copy.deepcopy(model)
     fit_kw.setdefault("progress", False)
     res = fit(m, splits, recipe, label_fraction=label_fraction, seed=seed, device=device, **fit_kw)
     out = evaluate(res.model, splits.test, splits.task, device)
-    out["n_train"] = res.n_train
+    out.update(n_train=res.n_train, steps=res.steps, history=res.history)
     return out
 
 
 def compare(encoders: dict, splits: Splits, *, model_name: str, fractions=(0.01, 0.1, 1.0), seeds=(0,),
             protocols=PROTOCOLS, recipe: Recipe = FINETUNE, device="auto", progress: bool = True,
-            model_kw: dict | None = None) -> list[dict]:
+            model_kw: dict | None = None, histories: dict | None = None) -> list[dict]:
     """Evaluate ``{method: pretrained model}`` and ``scratch`` (``models.create(model_name)`` seeded
     per seed) with each protocol, label fraction and seed → records ``{method, protocol,
-    label_fraction, seed, test_auc, test_acc, n_train}``."""
+    label_fraction, seed, test_auc, test_acc, n_train, steps}``.
+
+    Every ``finetune`` arm trains under the one ``recipe`` (``steps``: its optimizer steps; ``linear`` records
+    carry ``steps=0``: a logistic regression solved to convergence, no gradient budget). ``histories``: a dict
+    filled with ``{(method, fraction, seed): validation history}`` of the ``finetune`` runs."""
     from tqdm.auto import tqdm
     from ..models import create
     for p in protocols:
@@ -139,9 +153,63 @@ def compare(encoders: dict, splits: Splits, *, model_name: str, fractions=(0.01,
             r = linear_probe(model, splits, label_fraction=f, seed=s, device=device)
         else:
             r = finetune(model, splits, recipe, label_fraction=f, seed=s, device=device)
+            if histories is not None:
+                histories[(m, float(f), int(s))] = r["history"]
         recs.append(dict(method=m, protocol=p, label_fraction=float(f), seed=int(s), test_auc=r["auc"],
-                         test_acc=r["acc"], n_train=r["n_train"]))
+                         test_acc=r["acc"], n_train=r["n_train"], steps=int(r.get("steps", 0))))
     return recs
+
+
+def paired_vs(df, a: str, b: str = "scratch", fraction: float = 0.1, fraction_b: float | None = None):
+    """:func:`mednb.claims.paired` of method ``a`` at ``fraction`` against method ``b`` at ``fraction_b``
+    (default: the same fraction), test AUC paired on the seeds both have. ``df``: records of :func:`compare` of
+    one protocol (a DataFrame or a list of dicts)."""
+    from ..claims import paired
+    rows = df.to_dict("records") if hasattr(df, "to_dict") else list(df)
+    fb = fraction if fraction_b is None else fraction_b
+
+    def arm(method, f):
+        return {int(r["seed"]): r["test_auc"] for r in rows
+                if r["method"] == method and abs(float(r["label_fraction"]) - float(f)) < 1e-9}
+    return paired(arm(a, fraction), arm(b, fb))
+
+
+def convergence_summary(runs: dict, key: str = "val_auc", tol: float = CONVERGED_TOL) -> str:
+    """Whether a step budget let each arm converge, read from its validation curves.
+
+    runs: ``{label: [history, ...]}`` (histories of runs with a step budget, e.g. one per seed; the curve is their
+    mean). An arm's final level is the mean of its last quarter of checks; it *converged* at the first check from
+    which the curve stays within ``tol`` of that level, and the budget is long enough for it when that happens by
+    three quarters of the steps. Returns one line per arm and a last line that names the faster arm.
+    """
+    import math
+    lines, reached = [], {}
+    for label, hs in runs.items():
+        hs = [h for h in ([hs] if hs and isinstance(hs[0], dict) else list(hs)) if h and "step" in h[0]]
+        if not hs:
+            raise ValueError(f"{label!r}: convergence_summary needs histories trained with a step budget")
+        n = min(len(h) for h in hs)
+        steps = [e["step"] for e in hs[0][:n]]
+        curve = np.nanmean(np.array([[e.get(key, np.nan) for e in h[:n]] for h in hs], dtype=float), 0)
+        final = float(np.nanmean(curve[-max(1, math.ceil(n / 4)):]))
+        ok = np.abs(curve - final) <= tol
+        i = n - 1
+        while i > 0 and ok[i - 1]:
+            i -= 1
+        reached[label] = steps[i]
+        done = steps[i] <= 0.75 * steps[-1]
+        lines.append(f"{label}: final {key} {final:.3f} (mean of {len(hs)} run(s)); within {tol} of it from step "
+                     f"{steps[i]} of {steps[-1]} → " + ("converged within the budget" if done else
+                                                        "still moving late: the budget may be too short"))
+    if len(reached) >= 2:
+        order = sorted(reached, key=reached.get)
+        if reached[order[0]] < reached[order[-1]]:
+            lines.append(f"{order[0]} settles first (step {reached[order[0]]} vs {reached[order[-1]]} for "
+                         f"{order[-1]}): at a budget shorter than that, the comparison measures speed of "
+                         f"convergence, not the final level")
+        else:
+            lines.append("the arms settle at the same check")
+    return "\n".join(lines)
 
 
 def embedding_2d(model: nn.Module, x_uint8, method: str = "pca", seed: int = 0, device="auto") -> np.ndarray:

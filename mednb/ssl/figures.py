@@ -160,35 +160,30 @@ def table(df):
 
 
 def verdict(df, fraction: float = 0.1, protocol: str | None = None) -> str:
-    """Plain statements computed from the records: the best pretext at ``fraction`` (closest
-    available) vs scratch at that fraction and at the largest one; which methods beat scratch."""
+    """Plain statements computed from the records, per protocol: every pretext vs scratch at ``fraction``
+    (closest available), paired over seeds with a 95 % interval (:func:`mednb.claims.paired`: the seeds share
+    the label subset), and the best pretext at ``fraction`` vs scratch with the most labels."""
+    from .evaluation import paired_vs
     fr = sorted(df["label_fraction"].unique())
     f = min(fr, key=lambda v: abs(v - fraction))
     top = max(fr)
     lines = []
     for p in ([protocol] if protocol else list(dict.fromkeys(df["protocol"]))):
         d = df[df["protocol"] == p]
-        m = d.groupby(["method", "label_fraction"])["test_auc"].agg(["mean", "std", "count"]).fillna(0)
-        pre = [k for k in m.index.get_level_values(0).unique() if k != "scratch"]
-        if not pre or ("scratch", f) not in m.index:
+        at_f = d[d.label_fraction == f]
+        pre = [k for k in dict.fromkeys(at_f.method) if k != "scratch"]
+        if not pre or "scratch" not in set(at_f.method):
             continue
-        best = max(pre, key=lambda k: m.loc[(k, f), "mean"] if (k, f) in m.index else -1)
-        b, s, s_top = m.loc[(best, f)], m.loc[("scratch", f)], m.loc[("scratch", top)]
-        line = (f"[{p}] best pretext at {f:.0%} labels: {best} AUC {b['mean']:.3f} ± {b['std']:.3f} vs scratch "
-                f"{s['mean']:.3f} ± {s['std']:.3f} at {f:.0%} (Δ {b['mean'] - s['mean']:+.3f})")
+        steps = sorted(set(int(x) for x in d.get("steps", [0])))
+        budget = "" if p == "linear" else f", {'/'.join(map(str, steps))} fine-tuning steps for every arm"
+        for k in pre:
+            lines.append(f"[{p}] {k} − scratch at {f:.0%} labels: {paired_vs(d, k, 'scratch', f)}")
+        best = max(pre, key=lambda k: at_f[at_f.method == k].test_auc.mean())
         if top != f:
-            line += f" and {s_top['mean']:.3f} ± {s_top['std']:.3f} at {top:.0%} (Δ {b['mean'] - s_top['mean']:+.3f})"
-        lines.append(line + f"; n = {int(b['count'])} fine-tuning seed(s), each pretext pretrained once (its ± "
-                     "covers fine-tuning only).")
-        at_f = [k for k in pre if (k, f) in m.index]
-        if min(int(m.loc[(k, f), "count"]) for k in at_f + ["scratch"]) < 2:
-            higher = [k for k in at_f if m.loc[(k, f), "mean"] > s["mean"]]
-            lines.append(f"[{p}] one seed only: no spread to judge; higher mean than scratch at {f:.0%}: "
-                         + (", ".join(higher) if higher else "none"))
-            continue
-        wins = [k for k in at_f if m.loc[(k, f), "mean"] - m.loc[(k, f), "std"] > s["mean"] + s["std"]]
-        lines.append(f"[{p}] beat scratch at {f:.0%} by more than one sd (mean−sd > scratch mean+sd): "
-                     + (", ".join(wins) if wins else "none"))
+            lines.append(f"[{p}] best pretext at {f:.0%} ({best}) − scratch at {top:.0%}: "
+                         f"{paired_vs(d, best, 'scratch', f, top)}")
+        lines.append(f"[{p}] each pretext pretrained once (first seed): the interval covers label subsets and "
+                     f"fine-tuning only{budget}.")
     return "\n".join(lines)
 
 

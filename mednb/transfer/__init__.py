@@ -6,9 +6,9 @@ Strategies (``STRATEGIES``), applied to a mednb ``Classifier`` (``features`` sta
 * ``linear_probe`` — the body is a frozen feature extractor; only the new head is trained.
 * ``finetune`` — every weight trained, the body with a smaller learning rate (discriminative LRs,
   Howard & Ruder, ULMFiT, ACL 2018): ``lr × body_lr_mult × layer_decay**(depth from the top)``.
-* ``two_stage`` — the head alone for ``head_epochs`` epochs with the body frozen, then the body is
-  unfrozen and everything is trained (discriminative LRs) — one ``engine.fit`` call, switched by a
-  callback at the end of epoch ``head_epochs``.
+* ``two_stage`` — the head alone with the body frozen for ``head_fraction`` of a step budget (an epoch
+  recipe: ``head_epochs`` epochs), then the body is unfrozen and everything is trained (discriminative LRs)
+  — one ``engine.fit`` call, switched by a callback at a validation check.
 * ``partial`` — the first ``freeze_stages`` parameterised stages of ``model.features`` are frozen,
   the rest fine-tuned (discriminative LRs).
 
@@ -40,9 +40,13 @@ Input adaptation, stated once:
   depth border (zero padding along depth changes the border slices; tested on interior slices).
 
 Training: :func:`fit`, :func:`run`, :func:`indomain_checkpoint` and :func:`domain_adaptation` take an
-:class:`mednb.engine.Recipe` (epochs, lr, batch size, schedule, selection, …); :data:`RECIPE` (the engine's
-defaults at batch size 64) is used when none is given. The strategy's own knobs (``body_lr_mult``,
-``layer_decay``, ``freeze_stages``, ``head_epochs``) stay keywords.
+:class:`mednb.engine.Recipe` (budget, lr, batch size, schedule, selection, …) and pass it to ``engine.fit``
+unchanged; :data:`RECIPE` (the engine's defaults at batch size 64) is used when none is given. A comparison gives
+all its arms one step budget (``RECIPE.replace(steps=N)``): every strategy, source, model and label fraction
+trains N optimizer steps (Oliver et al., NeurIPS 2018), so that a gain measures the transferred weights, not
+extra training; pretrained weights mainly converge faster (He, Girshick & Dollár, ICCV 2019; Raghu et al.,
+NeurIPS 2019), which :func:`convergence_summary` reads from the validation curves. The strategy's own knobs
+(``body_lr_mult``, ``layer_decay``, ``freeze_stages``, ``head_fraction``/``head_epochs``) stay keywords.
 
 Submodules: :mod:`.strategies` (freezing, discriminative rates, :func:`prepare`, :func:`fit`),
 :mod:`.networks` (2D models, ``resize`` stage, :func:`load_body`), :mod:`.imagenet` (torchvision weights),
@@ -61,12 +65,14 @@ from .profiles import CHECKS, PROFILES
 from .runner import build, domain_adaptation, run
 from .sources import (SOURCES, SourceUnavailable, check_source, checkpoint_info, indomain_checkpoint, indomain_dir,
                       indomain_for, ssl_checkpoint)
-from .strategies import (RECIPE, STRATEGIES, Plan, check_strategy, epochs_for, fit, freeze, frozen, param_groups,
-                         prepare, reset_parameters, stages, unfreeze)
+from .strategies import (HEAD_FRACTION, RECIPE, STRATEGIES, Plan, check_strategy, fit, freeze, frozen, head_steps,
+                         param_groups, prepare, reset_parameters, stages, unfreeze)
+from ..ssl.evaluation import convergence_summary
 
 __all__ = ["PROFILES", "CHECKS", "STRATEGIES", "SOURCES", "IMAGENET", "RECIPE", "WeightsNotFound", "SourceUnavailable",
            "check_strategy", "check_source", "stages", "freeze", "unfreeze", "frozen", "param_groups", "prepare",
-           "fit", "Plan", "epochs_for", "reset_parameters", "Resize", "create2d", "load_body", "body_state",
+           "fit", "Plan", "head_steps", "HEAD_FRACTION", "convergence_summary", "reset_parameters", "Resize",
+           "create2d", "load_body", "body_state",
            "imagenet_weights", "imagenet_file", "imagenet_state_dict", "imagenet_to_mednb", "domain_spec",
            "parse_domain", "load_domain", "label_budget", "indomain_checkpoint", "indomain_dir", "indomain_for",
            "checkpoint_info", "ssl_checkpoint", "build", "run", "domain_adaptation", "embed", "embedding_2d",

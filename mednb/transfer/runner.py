@@ -1,4 +1,8 @@
-"""Experiments: a model built from a source, one strategy run on a label fraction, domain adaptation."""
+"""Experiments: a model built from a source, one strategy run on a label fraction, domain adaptation.
+
+A comparison gives every arm (strategy, source, model, label fraction or count) the same ``recipe``: with a step
+budget (``recipe.steps``) each trains exactly that many optimizer steps whatever its number of labels (Oliver et
+al., NeurIPS 2018), so that differences measure the weights' head start, not under-training of the small arms."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +17,7 @@ from .domain import label_budget
 from .imagenet import imagenet_state_dict, imagenet_to_mednb
 from .networks import create2d, load_body
 from .sources import check_source, ssl_checkpoint
-from .strategies import RECIPE, check_strategy, epochs_for, fit, reset_parameters
+from .strategies import HEAD_FRACTION, RECIPE, check_strategy, fit, reset_parameters
 
 
 def build(model: str, splits: Splits, source: str = "none", *, stem: str = "imagenet",
@@ -52,15 +56,17 @@ def build(model: str, splits: Splits, source: str = "none", *, stem: str = "imag
 
 
 def run(splits: Splits, model: str, source: str, strategy: str, recipe: engine.Recipe | None = None, *,
-        label_fraction: float = 1.0, seed: int = 0, min_steps: int = 0, body_lr_mult: float = 0.1,
-        freeze_stages: int = 2, head_epochs: int = 1, checkpoint=None, stem: str = "imagenet",
+        label_fraction: float = 1.0, seed: int = 0, body_lr_mult: float = 0.1, freeze_stages: int = 2,
+        head_epochs: int = 1, head_fraction: float = HEAD_FRACTION, checkpoint=None, stem: str = "imagenet",
         input_size: int | None = None, model_kw: dict | None = None, train_idx=None, keep_head: bool = False,
         device="auto", progress: bool = False) -> engine.FitResult:
     """Build from ``source``, apply ``strategy``, fit under ``recipe`` (None → :data:`RECIPE`) on a label
-    fraction, score on test.
+    fraction (or ``train_idx``), score on test.
 
-    ``recipe.epochs`` are raised to reach ``min_steps`` optimizer steps (``two_stage``'s ``head_epochs``
-    scale with them). Returns the FitResult with ``.test`` and ``.plan``.
+    The recipe reaches ``engine.fit`` unchanged: give every arm of a comparison the same step budget
+    (``recipe.replace(steps=N)``). ``two_stage`` keeps the body frozen for ``head_fraction`` of the steps (an
+    epoch recipe: ``head_epochs`` epochs). Returns the FitResult with ``.test``, ``.plan``, ``.steps`` and
+    ``.history`` (validation AUC per check, with its ``step``).
     """
     recipe = RECIPE if recipe is None else recipe
     strategy = check_strategy(strategy)
@@ -68,33 +74,27 @@ def run(splits: Splits, model: str, source: str, strategy: str, recipe: engine.R
                 checkpoint=checkpoint, seed=seed, model_kw=model_kw, keep_head=keep_head and strategy != "scratch")
     if train_idx is None:
         train_idx = label_subset(splits.train.y, label_fraction, seed, splits.task)
-    n = len(train_idx)
-    ep = epochs_for(n, recipe.batch_for(splits.dims), recipe.epochs, min_steps)
-    he = max(1, round(head_epochs * ep / max(recipe.epochs, 1)))
-    if strategy == "two_stage" and he >= ep:
-        he = ep - 1 if ep > 1 else 1
-        ep = max(ep, 2)
     seed_everything(seed)
-    res = fit(net, splits, strategy, recipe.replace(epochs=ep), body_lr_mult=body_lr_mult,
-              freeze_stages=freeze_stages, head_epochs=he, train_idx=train_idx, device=device, seed=seed,
+    res = fit(net, splits, strategy, recipe, body_lr_mult=body_lr_mult, freeze_stages=freeze_stages,
+              head_epochs=head_epochs, head_fraction=head_fraction, train_idx=train_idx, device=device, seed=seed,
               progress=progress)
     res.test = engine.evaluate(res.model, splits.test, splits.task, device)
     return res
 
 
 def domain_adaptation(source_ckpt: str | Path, model: str, target: Splits, n_labels: int,
-                      recipe: engine.Recipe | None = None, *, seed: int = 0, min_steps: int = 0,
-                      body_lr_mult: float = 0.1, stem: str = "imagenet", input_size: int | None = None,
-                      model_kw: dict | None = None, device="auto") -> list[dict]:
+                      recipe: engine.Recipe | None = None, *, seed: int = 0, body_lr_mult: float = 0.1,
+                      stem: str = "imagenet", input_size: int | None = None, model_kw: dict | None = None,
+                      device="auto") -> list[dict]:
     """Supervised domain adaptation on one target domain with ``n_labels`` target labels, trained under
-    ``recipe`` (None → :data:`RECIPE`) with ``select="last"``.
+    ``recipe`` (None → :data:`RECIPE`; give every label count the same step budget) with ``select="last"``.
 
-    Rows ``{"method", "target_labels", "test_auc"}``: ``source_only`` (the source classifier,
-    head included, scored on the target test set; needs the same classes), and for n_labels > 0
+    Rows ``{"method", "target_labels", "test_auc", "steps"}``: ``source_only`` (the source classifier,
+    head included, scored on the target test set; needs the same classes; 0 steps), and for n_labels > 0
     ``finetune`` (the source classifier, head included, fine-tuned on the labels) and
     ``target_only`` (scratch on them).
-    Few labels mean no labelled validation set: the last epoch is kept (``select="last"``) and the
-    per-epoch validation log shows the labelled images.
+    Few labels mean no labelled validation set: the last check is kept (``select="last"``) and the
+    validation log shows the labelled images.
     """
     rows = []
     if n_labels == 0:
@@ -102,17 +102,16 @@ def domain_adaptation(source_ckpt: str | Path, model: str, target: Splits, n_lab
                        **(model_kw or {}))
         engine.load_checkpoint(net, source_ckpt)
         rows.append({"method": "source_only", "target_labels": 0,
-                     "test_auc": engine.evaluate(net, target.test, target.task, device)["auc"]})
+                     "test_auc": engine.evaluate(net, target.test, target.task, device)["auc"], "steps": 0})
         return rows
     idx = label_budget(target.train.y, n_labels, seed)
-    # no labelled target validation set exists in this setting: the per-epoch "val" numbers are the
-    # labelled images themselves (cheap, and unused for selection with select="last")
+    # no labelled target validation set exists in this setting: the "val" numbers are the labelled images
+    # themselves (cheap, and unused for selection with select="last")
     target = dataclasses.replace(target, val=target.train.subset(idx))
     recipe = (RECIPE if recipe is None else recipe).replace(select="last")
     for method, src, strat in (("finetune", "indomain", "finetune"), ("target_only", "none", "scratch")):
-        res = run(target, model, src, strat, recipe, seed=seed, min_steps=min_steps, body_lr_mult=body_lr_mult,
+        res = run(target, model, src, strat, recipe, seed=seed, body_lr_mult=body_lr_mult,
                   checkpoint=source_ckpt, stem=stem, input_size=input_size, model_kw=model_kw, train_idx=idx,
                   keep_head=True, device=device)
-        rows.append({"method": method, "target_labels": len(idx), "test_auc": res.test["auc"]})
+        rows.append({"method": method, "target_labels": len(idx), "test_auc": res.test["auc"], "steps": res.steps})
     return rows
-
