@@ -194,6 +194,14 @@ def conv() -> Validator:
 
 
 # ----------------------------------------------------------------------------- training recipes
+def steps() -> Validator:
+    """A training budget in optimizer steps (:attr:`mednb.engine.Recipe.steps`): an int >= 1."""
+    def check(name, value, values):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: a budget in optimizer steps — {name} must be an int >= 1, got {value!r}")
+    return check
+
+
 def val_labels() -> Validator:
     """A validation-label rule of :data:`mednb.engine.VAL_LABELS` (``full`` | ``matched``: see
     :class:`mednb.engine.Recipe`)."""

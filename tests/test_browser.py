@@ -104,6 +104,17 @@ def _alive(procs: set) -> list:
     return out
 
 
+def _reap(procs, grace: float = 10.0) -> list:
+    """Wait up to ``grace`` s for ``procs`` to exit, kill the ones still alive and return those."""
+    deadline = time.monotonic() + grace
+    while _alive(procs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _alive(procs)
+    for p in left:
+        p.kill()
+    return left
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A running JupyterLab (base URL) over copies of the notebooks, stopped with all its kernels at the end."""
@@ -169,12 +180,7 @@ def lab(tmp_path_factory):
                 server.kill()
                 server.wait()
         log.close()
-        deadline = time.monotonic() + 10
-        while _alive(seen) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = _alive(seen)
-        for p in left:
-            p.kill()
+        left = _reap(seen)
     assert server.returncode is not None
     assert not left, f"processes left after jupyter lab stopped: {[(p.pid, p.name()) for p in left]}"
 
@@ -195,12 +201,7 @@ def browser(lab):
             b.close()
     finally:
         pw.stop()
-    deadline = time.monotonic() + 10
-    while _alive(started) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = _alive(started)
-    for p in left:
-        p.kill()
+    left = _reap(started)
     assert not left, f"browser processes left: {[(p.pid, p.name()) for p in left]}"
 
 

@@ -21,7 +21,7 @@ import pytest
 
 import slurm_cluster
 from conftest import write_notebook
-from test_sweep import TINY, _metrics  # notebook-01 trainings: 96 phantom images, 2 epochs, one per unit
+from test_sweep import TINY, _metrics, _wait_for  # notebook-01 trainings: 96 phantom images, 2 epochs, one per unit
 from mednb.sweep import driver
 from mednb.sweep.execute import read_status
 
@@ -44,16 +44,6 @@ WAIT = [0]
 '''
 LIMIT_MIN = 3        # Slurm signals USR2 90 s before the limit, at its next 30 s check: 60-90 s into the job
 WAIT_S = 240
-
-
-def _wait_for(pred, timeout: float = WAIT_S, what: str = "condition"):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _units(out: Path) -> dict:

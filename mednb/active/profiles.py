@@ -1,11 +1,6 @@
 """Notebook 06's run profiles (``smoke`` / ``student`` / ``full``), the knobs valid only for a dataset or a
 registry (``CHECKS``, checked by :mod:`mednb.params` before anything runs) and the AIFT paper's headline claim."""
-from .. import engine, knobs
-
-
-def _positive(name, value, values):
-    if int(value) < 1:
-        raise ValueError(f"{name} must be a number of optimizer steps >= 1, got {value!r}")
+from .. import knobs
 
 
 PROFILES = {
@@ -38,8 +33,7 @@ PROFILES = {
 }
 
 CHECKS = {"DATASET": knobs.dataset(2), "VOLUME_DATASET": knobs.dataset(3),
-          "VAL_LABELS": knobs.registry(lambda: list(engine.VAL_LABELS), "validation-label setting"),
-          "STEPS": _positive, "STEPS_3D": _positive,
+          "VAL_LABELS": knobs.val_labels(), "STEPS": knobs.steps(), "STEPS_3D": knobs.steps(),
           "SIZE": knobs.size("DATASET", "VOLUME_DATASET"), "MODEL": knobs.model((2, 3)),
           "STRATEGIES": knobs.strategy(), "VOLUME_STRATEGIES": knobs.strategy(), "PRETRAIN": knobs.pretrain_source()}
 

@@ -28,12 +28,7 @@ PROFILES = {
         LR=1e-3, FRACTION=0.6, MU=0.01, SEEDS=[0, 1, 2, 3, 4], N_LABELS=[5, 20, 50], FT_MODES=["head", "all"],
         FT_STEPS=100, FT_LR=1e-3, DEPLOY=True, DEPLOY_ROUNDS=3, TOLERANCE=0.01, DEVICE="auto"),
 }
-def _positive_int(name, value, values) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1 (optimizer steps), got {value!r}")
-
-
 CHECKS = {"DATASETS": knobs.dataset(), "SIZE": knobs.size("DATASETS"), "MODEL": knobs.model((2, 3)),
-          "STEPS": _positive_int, "STEPS_3D": _positive_int, "FT_STEPS": _positive_int,
+          "STEPS": knobs.steps(), "STEPS_3D": knobs.steps(), "FT_STEPS": knobs.steps(),
           "METHODS": knobs.registry(lambda: list(METHODS), "federated method"),
           "FT_MODES": knobs.registry(lambda: list(MODES), "fine-tuning mode")}

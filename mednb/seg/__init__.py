@@ -22,7 +22,7 @@ papers' claims, the goal verdict and the claims-ledger records, paired over seed
 """
 from __future__ import annotations
 
-from .. import engine, knobs
+from .. import knobs
 from ..data import Split
 from .claims import GOAL_IOU_GAIN, PAPER, claims, goal_verdict, iou_gain, paired_gain, record_claims
 from .data import (DATASETS, EM_LICENCE, EM_NAME, EM_REPO, EM_URL, IMAGE_EXT, center_crop, em_dir, labelled_subset,
@@ -56,8 +56,7 @@ PROFILES = {
 # knobs valid only for a dataset or a registry (checked by mednb.params before anything runs);
 # the 3D section segments phantom3d at SIZE whatever DATA_2D
 CHECKS = {"DATA_2D": knobs.seg_dataset(2), "SIZE": knobs.size("DATA_2D", fixed=("phantom3d",)),
-          "AUGMENT": knobs.policy(), "VAL_LABELS": knobs.registry(lambda: list(engine.VAL_LABELS),
-                                                                 "validation-label setting")}
+          "AUGMENT": knobs.policy(), "VAL_LABELS": knobs.val_labels()}
 
 __all__ = ["PROFILES", "CHECKS", "RECIPE", "RESTORATION", "SEG_MODELS", "CONFIGS", "DATASETS", "PAPER", "GOAL_IOU_GAIN",
            "EM_NAME", "EM_URL", "EM_REPO", "EM_LICENCE", "IMAGE_EXT", "Split",

@@ -52,12 +52,6 @@ from .jigsaw import Jigsaw
 from .rotation import Rotation
 from .simclr import SimCLR
 
-def _check_steps(name, value, values):
-    """A step budget knob: an int >= 1."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}: a budget in optimizer steps must be an int >= 1, got {value!r}")
-
-
 METHODS: dict[str, type[Pretext]] = {c.name: c for c in (Rotation, Jigsaw, Genesis, Autoencoder, SimCLR, BYOL,
                                                           BarlowTwins, DeepCluster)}
 FAMILIES = {name: cls.family for name, cls in METHODS.items()}
@@ -93,7 +87,7 @@ PROFILES = {
 CHECKS = {"DATASET": knobs.dataset(2), "DATASET_3D": knobs.dataset(3), "SIZE": knobs.size("DATASET", "DATASET_3D"),
           "MODEL": knobs.model(2), "MODEL_3D": knobs.model(3), "METHODS": knobs.ssl_method(),
           "PROTOCOLS": knobs.ssl_protocol(), "EMBEDDING": knobs.embedding(), "VAL_LABELS": knobs.val_labels(),
-          "STEPS": _check_steps, "STEPS_3D": _check_steps}
+          "STEPS": knobs.steps(), "STEPS_3D": knobs.steps()}
 
 
 def finetune_recipe(values, suffix: str = "") -> Recipe:
