@@ -47,7 +47,7 @@ class Paired:
                 f" → {self.verdict}")
 
 
-def _values(x, seeds=None) -> dict:
+def _values(x) -> dict:
     if isinstance(x, Mapping):
         return {k: float(v) for k, v in x.items()}
     if isinstance(x, Sequence) or hasattr(x, "__len__"):
