@@ -156,6 +156,13 @@ def _where(key) -> str:
     return " · ".join(x for x in (nb, f"comparison {comparison!r}", dataset and f"dataset {dataset}") if x)
 
 
+def label(c: dict) -> str:
+    """A claim's text for a table: its ``dataset`` appended in parentheses when the text does not name it, so
+    that the same claim on two datasets reads as two rows."""
+    text, dataset = str(c.get("claim") or ""), c.get("dataset")
+    return f"{text} ({dataset})" if dataset and str(dataset).lower() not in text.lower() else text
+
+
 def _cell(v) -> str:
     if v is None or v == "":
         return "—"
@@ -175,8 +182,8 @@ def markdown(claims: list[dict], title: str = "Claims", problems: list[str] = ()
               "comparison; the interval is 95 % Student-t. Paper values stand beside ours, never in their place.",
               "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for c in claims:
-        lines.append("| " + " | ".join(_cell(c.get(k)) for k in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_cell(label(c) if k == "claim" else c.get(k)) for k in COLUMNS) + " |")
     return "\n".join(lines + [""])
 
 
-__all__ = ["MIME", "VERDICTS", "Paired", "paired", "claim", "read_notebook", "markdown", "budget_problems"]
+__all__ = ["MIME", "VERDICTS", "Paired", "paired", "claim", "label", "read_notebook", "markdown", "budget_problems"]

@@ -43,6 +43,8 @@ def test_claim_record_and_table():
     md = claims.markdown([{"notebook": "02_augmentation", **rec}, other])
     assert "| notebook | claim | citation | paper | ours | n | budget | verdict |" in md
     assert "| 02_augmentation | strong augmentation beats none" in md and "does not reproduce" in md
+    assert "beats none at 10 % labels (breastmnist) |" in md  # the dataset, when the text does not name it
+    assert claims.label({"claim": "AIFT beats random (breastmnist)", "dataset": "breastmnist"}).count("breastmnist") == 1
     with pytest.raises(ValueError, match="verdict"):
         claims.claim("no verdict", 0.5, comparison="c", steps=1)
 

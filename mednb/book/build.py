@@ -120,7 +120,8 @@ def _write(run, sweeps: list[dict], out: Path) -> None:
     problems = C.budget_problems(collect(run.dir, status))
     page("index.html", "index", "Index", env=run.env, n_ok=sum(e.ok for e in run.entries), sweeps=sweeps,
          n_claims=len(claims), per_nb=per_nb, files=files)
-    page("claims.html", "claims", "Claims", claims=claims, problems=problems, columns=C.COLUMNS)
+    page("claims.html", "claims", "Claims", claims=[{**c, "claim": C.label(c)} for c in claims], problems=problems,
+         columns=C.COLUMNS)
 
     exp = notebooks.exporter()
     for e in run.entries:
