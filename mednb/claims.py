@@ -128,6 +128,16 @@ def read_notebook(path: str | Path) -> list[dict]:
     return list(_outputs(path, MIME))
 
 
+def one_budget(*frames) -> int | None:
+    """The one budget in optimizer steps of a comparison's result tables (their ``steps`` column); None when no
+    table has rows with a ``steps`` column. Raises ValueError when the arms trained different budgets."""
+    steps = sorted({int(v) for f in frames if f is not None and "steps" in f and len(f) for v in f["steps"]})
+    if len(steps) > 1:
+        raise ValueError(f"the arms of one comparison must train one budget of steps; they trained different "
+                         f"budgets: {steps} steps")
+    return steps[0] if steps else None
+
+
 def budget_problems(records: list[dict]) -> list[str]:
     """Where ``records`` (metric records, optionally tagged ``notebook``) break the one-budget rule.
 
@@ -186,4 +196,5 @@ def markdown(claims: list[dict], title: str = "Claims", problems: list[str] = ()
     return "\n".join(lines + [""])
 
 
-__all__ = ["MIME", "VERDICTS", "Paired", "paired", "claim", "label", "read_notebook", "markdown", "budget_problems"]
+__all__ = ["MIME", "VERDICTS", "Paired", "paired", "claim", "label", "read_notebook", "markdown", "budget_problems",
+           "one_budget"]

@@ -49,6 +49,15 @@ def test_claim_record_and_table():
         claims.claim("no verdict", 0.5, comparison="c", steps=1)
 
 
+def test_one_budget_of_a_comparisons_tables():
+    import pandas as pd
+    a, b = pd.DataFrame({"steps": [120, 120]}), pd.DataFrame({"steps": [120]})
+    assert claims.one_budget(a, b) == 120
+    assert claims.one_budget(None, pd.DataFrame()) is None and claims.one_budget(pd.DataFrame({"x": [1]})) is None
+    with pytest.raises(ValueError, match="different budgets: \\[20, 120\\] steps"):
+        claims.one_budget(a, pd.DataFrame({"steps": [20]}))
+
+
 def test_budget_rule_flags_unequal_steps_and_missing_tags():
     ok = [{"metric": "test_auc", "comparison": "policies", "steps": 180, "dataset": "d", "label_fraction": f}
           for f in (0.1, 1.0)]

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mednb import data, models, volumes
+from mednb import claims, data, models, volumes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"
 
@@ -167,7 +167,7 @@ def test_every_arm_trains_one_budget_of_steps_and_records_carry_it(tmp_path, mon
     """Convolutions, Genesis vs scratch at 50 % and 100 % labels, and augmentation on/off all train the recipe's
     steps (a 50 % arm is not also a shorter one); every record is tagged with its comparison and that budget; the
     verdicts are paired over seeds (mednb.claims.paired)."""
-    from mednb import claims, recording
+    from mednb import recording
     monkeypatch.setenv("MEDNB_CACHE", str(tmp_path))
     counts = [24, 12, 12]
     recipe = volumes.recipe_from({"STEPS": 5, "BATCH_SIZE": 8, "LR": 2e-3, "VAL_LABELS": "matched"})
@@ -198,7 +198,7 @@ def test_every_arm_trains_one_budget_of_steps_and_records_carry_it(tmp_path, mon
     assert len(recs) == n and all(r["comparison"] in volumes.COMPARISONS and r["steps"] == 5 for r in recs)
     assert len(volumes.record_claims(found)) == len(found)
     with pytest.raises(ValueError, match="one budget of steps"):
-        volumes._budget(gen.assign(steps=[5, 5, 4, 5, 5, 5, 5, 5]))
+        claims.one_budget(gen.assign(steps=[5, 5, 4, 5, 5, 5, 5, 5]))
 
 
 def test_recipe_needs_a_step_budget_and_steps_knob_is_checked():

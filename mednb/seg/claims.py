@@ -134,16 +134,6 @@ def claims(runs2d, prune=None, label_eff=None) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def _steps(frame):
-    """The one step budget of a comparison's frame (its ``steps`` column)."""
-    if frame is None or "steps" not in frame or not len(frame):
-        return None
-    steps = sorted(set(int(v) for v in frame["steps"]))
-    if len(steps) != 1:
-        raise ValueError(f"the arms of one comparison trained different budgets: {steps} steps")
-    return steps[0]
-
-
 def record_claims(runs2d, label_eff=None) -> list[dict]:
     """Enter notebook 05's headline claims in the claims ledger (:func:`mednb.claims.claim`): UNet++ DS against
     U-Net and against the wide U-Net (the 2018 paper: +3.9 / +3.4 IoU points), and restoration pre-training
@@ -154,12 +144,12 @@ def record_claims(runs2d, label_eff=None) -> list[dict]:
         p = paired_gain(runs2d, "UNet++ DS", b)
         if p is not None:
             out.append(ledger.claim(f"UNet++ with deep supervision beats {b} (IoU points)", p,
-                                    comparison="architectures_2d", steps=_steps(runs2d), metric="iou", dataset=data,
+                                    comparison="architectures_2d", steps=ledger.one_budget(runs2d), metric="iou", dataset=data,
                                     citation=SHORT["unetpp_2018"], paper=paper))
     p = _pretrained_gain(label_eff)
     if p is not None:
         n = int(label_eff[label_eff.n_requested == min(n for n in label_eff.n_requested if n > 0)].n_labelled.iloc[0])
         out.append(ledger.claim(f"restoration pre-training beats scratch with {n} labelled image(s) (IoU points)", p,
-                                comparison="label_efficiency", steps=_steps(label_eff), metric="iou", dataset=data,
+                                comparison="label_efficiency", steps=ledger.one_budget(label_eff), metric="iou", dataset=data,
                                 citation="Zhou et al., MedIA 2021 (Models Genesis)"))
     return out

@@ -23,5 +23,5 @@ from .experiments import (_data_key, _reused, _warn_collapse, augment_on_off, co
                           genesis_vs_scratch, load_volumes, with_paper)
 from .memory import _ADAM_STATES, _MEASURE_SNIPPET, estimate_memory, fmt_bytes, measure_peak_memory  # noqa: F401
 from .profiles import CHECKS, COMPARISONS, CONVS, PROFILES, RECIPE, recipe_from  # noqa: F401
-from .verdicts import _budget, _by_seed, convergence, record_claims, record_results, results, verdicts  # noqa: F401
+from .verdicts import _by_seed, convergence, record_claims, record_results, results, verdicts  # noqa: F401
 from .views import AXES, conv_model, mip, plot_mip  # noqa: F401

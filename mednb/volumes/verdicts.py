@@ -19,14 +19,6 @@ def _by_seed(df, metric: str = "test_auc") -> dict:
     return {int(r.seed): float(getattr(r, metric)) for r in df.itertuples()}
 
 
-def _budget(*tables) -> int:
-    """The one budget in steps of the rows of ``tables``; an error when two arms trained different budgets."""
-    steps = sorted({int(x) for t in tables for x in t["steps"]})
-    if len(steps) != 1:
-        raise ValueError(f"the arms of one comparison must train one budget of steps, got {steps}")
-    return steps[0]
-
-
 def verdicts(runs, genesis_runs, aug_runs, policy: str) -> list[dict]:
     """The notebook's claims, each a paired difference over seeds (:func:`mednb.claims.paired`): per (dataset,
     size), 3D − 2.5D and ACS − 2.5D; Genesis − scratch at each label fraction; ``policy`` − no augmentation.
@@ -37,7 +29,7 @@ def verdicts(runs, genesis_runs, aug_runs, policy: str) -> list[dict]:
         for c in ("3d", "acs"):
             if c in by and "2.5d" in by:
                 out.append(dict(comparison="convs", dataset=d, text=f"{c.upper()} beats 2.5D convolutions ({s}³)",
-                                paired=claims.paired(by[c], by["2.5d"]), steps=_budget(g),
+                                paired=claims.paired(by[c], by["2.5d"]), steps=claims.one_budget(g),
                                 citation="Yang et al., Sci. Data 2023 (MedMNIST v2); "
                                          "Yang et al., IEEE JBHI 2021 (ACS)"))
     d = runs.dataset.iloc[0] if len(runs) else None
@@ -46,12 +38,12 @@ def verdicts(runs, genesis_runs, aug_runs, policy: str) -> list[dict]:
         if len(sc) and len(ge):
             out.append(dict(comparison="genesis", dataset=d,
                             text=f"Models Genesis pre-training beats scratch at {f:.0%} labels",
-                            paired=claims.paired(_by_seed(ge), _by_seed(sc)), steps=_budget(genesis_runs),
+                            paired=claims.paired(_by_seed(ge), _by_seed(sc)), steps=claims.one_budget(genesis_runs),
                             citation="Zhou et al., MICCAI 2019 / MedIA 2021 (Models Genesis)"))
     on, off = aug_runs[aug_runs.augment == policy], aug_runs[aug_runs.augment == "none"]
     if len(on) and len(off):
         out.append(dict(comparison="augment", dataset=d, text=f"3D augmentation {policy!r} beats none",
-                        paired=claims.paired(_by_seed(on), _by_seed(off)), steps=_budget(aug_runs),
+                        paired=claims.paired(_by_seed(on), _by_seed(off)), steps=claims.one_budget(aug_runs),
                         citation="Shorten & Khoshgoftaar, J. Big Data 2019"))
     return out
 
