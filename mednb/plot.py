@@ -199,15 +199,22 @@ def orthogonal(volume, index=None, mask=None, axes=None, title: str | None = Non
     v = v[0] if v.ndim == 4 else v
     m = None if mask is None else (_np(mask)[0] if _np(mask).ndim == 4 else _np(mask))
     idx = index or tuple(s // 2 for s in v.shape)
-    fig, axes = (axes[0].figure, axes) if axes is not None else plt.subplots(1, 3, figsize=(7.5, 2.7))
     views = [("axial", "z", idx[0], (idx[0], slice(None), slice(None))),
              ("coronal", "y", idx[1], (slice(None), idx[1], slice(None))),
              ("sagittal", "x", idx[2], (slice(None), slice(None), idx[2]))]
-    for ax, (name, axis, i, sl) in zip(axes, views):
-        ax.imshow(v[sl], cmap="gray", vmin=v.min(), vmax=v.max())
-        if m is not None and m[sl].any():
-            ax.contour(m[sl], levels=[0.5], colors="r", linewidths=0.7)
-        ax.set_title(f"{name} {axis}={i}", fontsize=8)
+    return side_by_side([(v[sl], None if m is None else m[sl], f"{name} {axis}={i}") for name, axis, i, sl in views],
+                        title=title, axes=axes, vmin=v.min(), vmax=v.max())
+
+
+def side_by_side(panels, title: str | None = None, axes=None, **imshow):
+    """Grey 2D images in one row: ``panels`` = [(image, mask or None, label)], each mask drawn as a red contour;
+    ``axes``: existing axes to draw into (default: a new 7.5 × 2.7 in figure); ``imshow``: e.g. vmin, vmax."""
+    fig, axes = (axes[0].figure, axes) if axes is not None else plt.subplots(1, len(panels), figsize=(7.5, 2.7))
+    for ax, (image, mask, label) in zip(axes, panels):
+        ax.imshow(image, cmap="gray", **imshow)
+        if mask is not None and mask.any():
+            ax.contour(mask, levels=[0.5], colors="r", linewidths=0.7)
+        ax.set_title(label, fontsize=8)
         ax.axis("off")
     if title:
         fig.suptitle(title)

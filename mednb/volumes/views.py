@@ -29,22 +29,10 @@ def mip(volume, axis: str | int = "axial") -> torch.Tensor:
 
 def plot_mip(volume, mask=None, title: str | None = None):
     """The three MIPs of a volume side by side (mask MIPs as red contours)."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.7))
-    for ax, name in zip(axes, AXES):
-        p = mip(volume, name)
-        ax.imshow((p[0] if p.ndim == 3 else p).float(), cmap="gray")
-        if mask is not None:
-            m = mip(mask, name)
-            m = m[0] if m.ndim == 3 else m
-            if m.any():
-                ax.contour(m.float(), levels=[0.5], colors="r", linewidths=0.7)
-        ax.set_title(f"MIP {name}", fontsize=8)
-        ax.axis("off")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    from .. import plot
+    flat = lambda p: (p[0] if p.ndim == 3 else p).float()
+    return plot.side_by_side([(flat(mip(volume, name)), None if mask is None else flat(mip(mask, name)), f"MIP {name}")
+                              for name in AXES], title=title)
 
 
 def conv_model(conv: str, in_channels: int, num_classes: int, size: int = 28, backbone: str = "cnn",
